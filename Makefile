@@ -1,0 +1,70 @@
+# Two commands do everything on a fresh machine (see README.md):
+#   make book   set up .venv if needed, then build the HTML book into _build/html
+#   make test   set up .venv if needed, then lint, unit tests, every chapter under nbval,
+#               and the book build with warnings as errors
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_VERSION := 3.11
+PYTHON ?= python$(PYTHON_VERSION)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tlcourse-installed
+EXTRAS := book,test
+NB_DIR := _build/notebooks
+CHAPTERS := $(sort $(wildcard chapters/*.md))
+
+.PHONY: help setup book test lint unit notebooks clean
+
+help:
+	@echo "make book   build the book into _build/html (creates .venv on first use)"
+	@echo "make test   lint, unit tests, every chapter under nbval, then the book build"
+
+# The stamp is rebuilt when the pins change, so `make` re-installs exactly then.
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python $(PYTHON_VERSION) is needed: $(PYTHON) not found." >&2; exit 1; }
+	@if [ -x $(BIN)/python ] && ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != ($(subst .,$(comma),$(PYTHON_VERSION))))'; then \
+		echo "$(VENV) has the wrong Python; recreating it."; rm -rf $(VENV); fi
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	@start=$$(date +%s); \
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[$(EXTRAS)]"; \
+	echo "installed the pinned dependencies in $$(( $$(date +%s) - start )) s"
+	@$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (tlcourse)" >/dev/null
+	@touch $(STAMP)
+
+comma := ,
+
+setup: $(STAMP)
+
+book: $(STAMP)
+	@start=$$(date +%s); \
+	$(BIN)/jupyter-book build . --builder html -W -n --keep-going; \
+	echo "book built in $$(( $$(date +%s) - start )) s: _build/html/index.html"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+unit: $(STAMP)
+	$(BIN)/pytest tests -q
+
+# Each chapter becomes a notebook and runs under nbval; its wall time is printed.
+notebooks: $(STAMP)
+	@mkdir -p $(NB_DIR)
+	@for md in $(CHAPTERS); do \
+		nb=$(NB_DIR)/$$(basename $${md%.md}).ipynb; \
+		$(BIN)/jupytext --quiet --to ipynb --output $$nb $$md; \
+		start=$$(date +%s); \
+		$(BIN)/pytest --nbval-lax --nbval-current-env -p no:cacheprovider -q $$nb; \
+		echo "$$md ran in $$(( $$(date +%s) - start )) s"; \
+	done
+
+test: $(STAMP)
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory notebooks
+	@$(MAKE) --no-print-directory book
+
+clean:
+	rm -rf _build

@@ -1,0 +1,57 @@
+"""Input checks shared by the PyTorch and Keras halves (NumPy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_images_and_labels(
+    X, y=None, *, num_classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate an image batch and its labels; return float32 images and int64 labels.
+
+    Parameters
+    ----------
+    X : array-like
+        Images, ``(N, H, W)`` or ``(N, ...)`` with 4 axes in the framework's own layout.
+    y : array-like, optional
+        Integer labels of shape ``(N,)``.
+    num_classes : int, optional
+        If given, every label must lie in ``[0, num_classes)``.
+
+    Returns
+    -------
+    X : np.ndarray
+        float32 array.
+    y : np.ndarray or None
+        int64 array, or None when no labels were given.
+
+    Raises
+    ------
+    ValueError
+        Wrong number of axes, an empty batch, NaNs, a label count that differs from the image
+        count, non-integer labels or labels outside the model's classes.
+    """
+    X = np.asarray(X)
+    if X.ndim not in (3, 4):
+        raise ValueError(
+            f"Expected images of shape (N, H, W) or (N, ...) with 4 axes, got shape {X.shape}."
+        )
+    if X.shape[0] == 0:
+        raise ValueError("Got an empty batch of images.")
+    X = X.astype(np.float32, copy=False)
+    if not np.isfinite(X).all():
+        raise ValueError("Images contain NaN or infinite values.")
+    if y is None:
+        return X, None
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != len(X):
+        raise ValueError(f"Expected labels of shape ({len(X)},), got shape {y.shape}.")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"Labels must be integers, got dtype {y.dtype}.")
+    if num_classes is not None and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f"Labels must lie in [0, {num_classes}) for this model, "
+            f"got values from {y.min()} to {y.max()}."
+        )
+    return X, y.astype(np.int64)

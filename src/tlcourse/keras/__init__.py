@@ -1,0 +1,13 @@
+"""Keras 3 / TensorFlow half of the course package; mirrors :mod:`tlcourse.torch`."""
+
+import os
+
+# Must be set before TensorFlow is first imported: the course runs Keras 3 on TensorFlow,
+# and TensorFlow's C++ start-up chatter is noise to a reader.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tlcourse.keras.models import build_digit_net, count_parameters  # noqa: E402
+from tlcourse.keras.training import evaluate, fit, predict, set_seed  # noqa: E402
+
+__all__ = ["build_digit_net", "count_parameters", "evaluate", "fit", "predict", "set_seed"]

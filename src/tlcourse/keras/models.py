@@ -1,0 +1,76 @@
+"""The course's digit network in Keras 3 (its twin is :mod:`tlcourse.torch.models`)."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+BLOCK_NAMES = ("block1", "block2", "block3", "head")
+
+
+def _conv_bn_relu(filters: int) -> list[keras.layers.Layer]:
+    # Same hyper-parameters as PyTorch's defaults: Keras' BN momentum 0.9 is PyTorch's 0.1.
+    return [
+        layers.Conv2D(filters, 3, padding="same", use_bias=False),
+        layers.BatchNormalization(momentum=0.9, epsilon=1e-5),
+        layers.ReLU(),
+    ]
+
+
+def build_digit_net(num_classes: int = 10, width: int = 16, in_channels: int = 1) -> keras.Model:
+    """Build the course's small CNN for 28x28 digits, with named blocks.
+
+    The same network as :func:`tlcourse.torch.build_digit_net`: ``block1`` and ``block2``
+    are conv-BN-ReLU-maxpool, ``block3`` is conv-BN-ReLU plus global average pooling to a
+    ``4 * width`` feature vector, ``head`` the linear classifier (logits, no softmax).
+    Each block is a nested model, so ``model.get_layer("block2").output`` is a feature map.
+
+    Parameters
+    ----------
+    num_classes : int, default 10
+    width : int, default 16
+        Channels of ``block1``; ``block2`` and ``block3`` have 2x and 4x as many.
+    in_channels : int, default 1
+
+    Returns
+    -------
+    keras.Model
+        Functional model, input ``(N, 28, 28, C)`` (channels last).
+
+    Example
+    -------
+    >>> model = build_digit_net()
+    >>> model(np.zeros((2, 28, 28, 1))).shape
+    TensorShape([2, 10])
+    """
+    for name, value in (("num_classes", num_classes), ("width", width),
+                        ("in_channels", in_channels)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    w = width
+    inputs = keras.Input((28, 28, in_channels), name="image")
+    block1 = keras.Sequential([*_conv_bn_relu(w), layers.MaxPooling2D(2)], name="block1")
+    block2 = keras.Sequential([*_conv_bn_relu(2 * w), layers.MaxPooling2D(2)], name="block2")
+    block3 = keras.Sequential(
+        [*_conv_bn_relu(4 * w), layers.GlobalAveragePooling2D()], name="block3"
+    )
+    head = layers.Dense(num_classes, name="head")
+    outputs = head(block3(block2(block1(inputs))))
+    return keras.Model(inputs, outputs, name="digit_net")
+
+
+def count_parameters(model: keras.Model, trainable_only: bool = True) -> int:
+    """Count a model's weights; BatchNorm moving statistics count only if not trainable_only.
+
+    Parameters
+    ----------
+    model : keras.Model
+    trainable_only : bool, default True
+        Count only trainable weights (what PyTorch calls parameters with ``requires_grad``).
+
+    Returns
+    -------
+    int
+    """
+    weights = model.trainable_weights if trainable_only else model.weights
+    return int(sum(int(keras.ops.size(w)) for w in weights))

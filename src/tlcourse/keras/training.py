@@ -1,0 +1,158 @@
+"""Seeding, training and evaluation in Keras 3 (twin: :mod:`tlcourse.torch.training`)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from tlcourse.checks import check_images_and_labels
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic.
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative seed.
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def _to_array(X) -> np.ndarray:
+    X = np.asarray(X, np.float32)
+    # (N, H, W) gains a channel axis; 4-D input is taken as Keras' (N, H, W, C).
+    return X[..., None] if X.ndim == 3 else X
+
+
+class _TqdmCallback(keras.callbacks.Callback):
+    """One progress bar over epochs, showing the latest metrics."""
+
+    def __init__(self, num_epochs: int, desc: str, quiet: bool):
+        super().__init__()
+        self.bar = tqdm(total=num_epochs, desc=desc, disable=quiet, unit="epoch",
+                        mininterval=1.0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.set_postfix({k: f"{v:.3f}" for k, v in (logs or {}).items()})
+        self.bar.update(1)
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
+
+
+def _num_outputs(model: keras.Model) -> int | None:
+    shape = model.output_shape
+    return shape[-1] if isinstance(shape, tuple) else None
+
+
+def fit(
+    model: keras.Model,
+    X,
+    y,
+    *,
+    num_epochs: int = 5,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    validation_data: tuple | None = None,
+    seed: int = 0,
+    quiet: bool = False,
+    desc: str = "train",
+) -> dict[str, list[float]]:
+    """Train a classifier on in-memory arrays with ``model.fit``, AdamW and cross-entropy.
+
+    Same arguments and result as :func:`tlcourse.torch.fit`. The model is (re)compiled
+    here, so changes to ``trainable`` made before the call take effect.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Maps ``(N, H, W, C)`` images to logits.
+    X, y : array-like
+        Images ``(N, H, W)`` (or ``(N, H, W, C)``) and integer labels ``(N,)``.
+    num_epochs, batch_size, lr, weight_decay
+        The usual; ``weight_decay`` is decoupled (AdamW), as in the PyTorch twin.
+    optimizer : keras.optimizers.Optimizer, optional
+        Use this optimiser instead of a new AdamW.
+    validation_data : (X_val, y_val), optional
+    seed : int, default 0
+        Seeds the shuffling order (and every other Keras random draw).
+    quiet : bool, default False
+        Hide the progress bar.
+    desc : str
+        Label of the progress bar.
+
+    Returns
+    -------
+    dict
+        ``loss``, ``accuracy`` (and ``val_loss``, ``val_accuracy``) per epoch.
+    """
+    X, y = check_images_and_labels(X, y, num_classes=_num_outputs(model))
+    if num_epochs < 1 or batch_size < 1:
+        raise ValueError("num_epochs and batch_size must be positive.")
+    if not model.trainable_weights:
+        raise ValueError("The model has no trainable weights: everything is frozen.")
+    set_seed(seed)
+    if optimizer is None:
+        optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay,
+                                           epsilon=1e-8)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    if validation_data is not None:
+        X_val, y_val = check_images_and_labels(*validation_data)
+        validation_data = (_to_array(X_val), y_val)
+    result = model.fit(
+        _to_array(X), y, batch_size=batch_size, epochs=num_epochs, shuffle=True, verbose=0,
+        validation_data=validation_data, callbacks=[_TqdmCallback(num_epochs, desc, quiet)],
+    )
+    keys = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    return {k: [float(v) for v in result.history[k]] for k in keys if k in result.history}
+
+
+def predict(model: keras.Model, X, *, batch_size: int = 1024) -> np.ndarray:
+    """Return the model's logits for ``X`` as a NumPy array, in inference mode.
+
+    Parameters
+    ----------
+    model : keras.Model
+    X : array-like
+        Images ``(N, H, W)`` or ``(N, H, W, C)``.
+    batch_size : int, default 1024
+
+    Returns
+    -------
+    np.ndarray
+        Logits of shape ``(N, num_outputs)``.
+    """
+    X, _ = check_images_and_labels(X)
+    X = _to_array(X)
+    out = [keras.ops.convert_to_numpy(model(X[i : i + batch_size], training=False))
+           for i in range(0, len(X), batch_size)]
+    return np.concatenate(out)
+
+
+def evaluate(model: keras.Model, X, y, *, batch_size: int = 1024) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``(X, y)``, in inference mode.
+
+    Returns
+    -------
+    dict
+        ``{"loss": float, "accuracy": float}``.
+    """
+    X, y = check_images_and_labels(X, y, num_classes=_num_outputs(model))
+    logits = predict(model, X, batch_size=batch_size)
+    # Log-softmax in NumPy keeps the loss identical to the PyTorch twin's.
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = float(-log_probs[np.arange(len(y)), y].mean())
+    return {"loss": loss, "accuracy": float((logits.argmax(1) == y).mean())}

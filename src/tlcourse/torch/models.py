@@ -1,0 +1,82 @@
+"""The course's digit network in PyTorch (its twin is :mod:`tlcourse.keras.models`)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+BLOCK_NAMES = ("block1", "block2", "block3", "head")
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
+    # No conv bias: the BatchNorm shift that follows makes it redundant.
+    return [
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels, eps=1e-5, momentum=0.1),
+        nn.ReLU(),
+    ]
+
+
+def build_digit_net(num_classes: int = 10, width: int = 16, in_channels: int = 1) -> nn.Sequential:
+    """Build the course's small CNN for 28x28 digits, with named blocks.
+
+    ``block1`` and ``block2`` are conv-BN-ReLU-maxpool (28 -> 14 -> 7 pixels), ``block3`` is
+    conv-BN-ReLU followed by global average pooling to a ``4 * width`` feature vector, and
+    ``head`` is the linear classifier. The Keras twin has the same layers, names and
+    parameter count.
+
+    Parameters
+    ----------
+    num_classes : int, default 10
+        Outputs of the head (logits; no softmax).
+    width : int, default 16
+        Channels of ``block1``; ``block2`` and ``block3`` have 2x and 4x as many.
+    in_channels : int, default 1
+        Input channels.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        Children ``block1``, ``block2``, ``block3``, ``head``; input ``(N, C, 28, 28)``.
+
+    Example
+    -------
+    >>> model = build_digit_net()
+    >>> model(torch.zeros(2, 1, 28, 28)).shape
+    torch.Size([2, 10])
+    """
+    for name, value in (("num_classes", num_classes), ("width", width),
+                        ("in_channels", in_channels)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    w = width
+    return nn.Sequential(
+        OrderedDict(
+            block1=nn.Sequential(*_conv_bn_relu(in_channels, w), nn.MaxPool2d(2)),
+            block2=nn.Sequential(*_conv_bn_relu(w, 2 * w), nn.MaxPool2d(2)),
+            block3=nn.Sequential(
+                *_conv_bn_relu(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+            ),
+            head=nn.Linear(4 * w, num_classes),
+        )
+    )
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Count a model's parameters (BatchNorm running statistics are buffers, not counted).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    trainable_only : bool, default True
+        Count only parameters with ``requires_grad``.
+
+    Returns
+    -------
+    int
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+

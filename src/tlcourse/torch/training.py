@@ -1,0 +1,164 @@
+"""Seeding, training and evaluation in PyTorch (twin: :mod:`tlcourse.keras.training`)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from tlcourse.checks import check_images_and_labels
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch so that CPU runs repeat exactly.
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative seed.
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _to_tensor(X) -> torch.Tensor:
+    X = torch.as_tensor(X, dtype=torch.float32)
+    # (N, H, W) gains a channel axis; 4-D input is taken as PyTorch's (N, C, H, W).
+    return X.unsqueeze(1) if X.ndim == 3 else X
+
+
+def _num_outputs(model: nn.Module) -> int | None:
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return last[-1].out_features if last else None
+
+
+def fit(
+    model: nn.Module,
+    X,
+    y,
+    *,
+    num_epochs: int = 5,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    optimizer: torch.optim.Optimizer | None = None,
+    validation_data: tuple | None = None,
+    seed: int = 0,
+    quiet: bool = False,
+    desc: str = "train",
+) -> dict[str, list[float]]:
+    """Train a classifier on in-memory arrays with mini-batch AdamW and cross-entropy.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps ``(N, C, H, W)`` images to logits.
+    X, y : array-like
+        Images ``(N, H, W)`` (or ``(N, C, H, W)``) and integer labels ``(N,)``.
+    num_epochs, batch_size, lr, weight_decay
+        The usual; ``weight_decay`` is decoupled (AdamW), as in the Keras twin.
+    optimizer : torch.optim.Optimizer, optional
+        Use this optimiser instead of a new AdamW over the trainable parameters.
+    validation_data : (X_val, y_val), optional
+        Evaluated after every epoch.
+    seed : int, default 0
+        Seeds the shuffling order.
+    quiet : bool, default False
+        Hide the progress bar.
+    desc : str
+        Label of the progress bar.
+
+    Returns
+    -------
+    dict
+        ``loss`` and ``accuracy`` per epoch (means over the epoch's batches, in training
+        mode), plus ``val_loss`` and ``val_accuracy`` when ``validation_data`` is given.
+
+    Example
+    -------
+    >>> history = fit(model, X, y, num_epochs=3, quiet=True)
+    >>> history["loss"][-1] < history["loss"][0]
+    True
+    """
+    X, y = check_images_and_labels(X, y, num_classes=_num_outputs(model))
+    if num_epochs < 1 or batch_size < 1:
+        raise ValueError("num_epochs and batch_size must be positive.")
+    X_t, y_t = _to_tensor(X), torch.as_tensor(y)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer is None:
+        if not params:
+            raise ValueError("The model has no trainable parameters: everything is frozen.")
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    loss_fn = nn.CrossEntropyLoss()
+    history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+    bar = tqdm(range(num_epochs), desc=desc, disable=quiet, unit="epoch", mininterval=1.0)
+    for _ in bar:
+        model.train()
+        order = torch.randperm(len(X_t), generator=generator)
+        total_loss, correct = 0.0, 0
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            logits = model(X_t[idx])
+            loss = loss_fn(logits, y_t[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(idx)
+            correct += (logits.argmax(1) == y_t[idx]).sum().item()
+        history["loss"].append(total_loss / len(X_t))
+        history["accuracy"].append(correct / len(X_t))
+        if validation_data is not None:
+            scores = evaluate(model, *validation_data)
+            history.setdefault("val_loss", []).append(scores["loss"])
+            history.setdefault("val_accuracy", []).append(scores["accuracy"])
+        bar.set_postfix({k: f"{v[-1]:.3f}" for k, v in history.items()})
+    return history
+
+
+@torch.no_grad()
+def predict(model: nn.Module, X, *, batch_size: int = 1024) -> np.ndarray:
+    """Return the model's logits for ``X`` as a NumPy array, in eval mode without gradients.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    X : array-like
+        Images ``(N, H, W)`` or ``(N, C, H, W)``.
+    batch_size : int, default 1024
+
+    Returns
+    -------
+    np.ndarray
+        Logits of shape ``(N, num_outputs)``.
+    """
+    X, _ = check_images_and_labels(X)
+    X_t = _to_tensor(X)
+    was_training = model.training
+    model.eval()
+    try:
+        out = [model(X_t[i : i + batch_size]) for i in range(0, len(X_t), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def evaluate(model: nn.Module, X, y, *, batch_size: int = 1024) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``(X, y)``, in eval mode.
+
+    Returns
+    -------
+    dict
+        ``{"loss": float, "accuracy": float}``.
+    """
+    X, y = check_images_and_labels(X, y, num_classes=_num_outputs(model))
+    logits = torch.as_tensor(predict(model, X, batch_size=batch_size))
+    y_t = torch.as_tensor(y)
+    loss = nn.functional.cross_entropy(logits, y_t).item()
+    return {"loss": loss, "accuracy": (logits.argmax(1) == y_t).float().mean().item()}
