@@ -8,6 +8,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from tlcourse.checks import check_images_and_labels
+from tlcourse.schedules import SCHEDULES
 
 
 def set_seed(seed: int) -> None:
@@ -58,8 +59,9 @@ def fit(
     *,
     num_epochs: int = 5,
     batch_size: int = 128,
-    lr: float = 1e-3,
+    lr: float = 3e-3,
     weight_decay: float = 0.0,
+    schedule: str = "cosine",
     optimizer: keras.optimizers.Optimizer | None = None,
     validation_data: tuple | None = None,
     seed: int = 0,
@@ -79,8 +81,11 @@ def fit(
         Images ``(N, H, W)`` (or ``(N, H, W, C)``) and integer labels ``(N,)``.
     num_epochs, batch_size, lr, weight_decay
         The usual; ``weight_decay`` is decoupled (AdamW), as in the PyTorch twin.
+    schedule : {"cosine", "constant"}, default "cosine"
+        ``"cosine"`` decays the learning rate from ``lr`` to 0 over all steps (per batch),
+        exactly as the PyTorch twin does; ``"constant"`` keeps it fixed.
     optimizer : keras.optimizers.Optimizer, optional
-        Use this optimiser instead of a new AdamW.
+        Use this optimiser, with its own learning rate or schedule, instead of a new AdamW.
     validation_data : (X_val, y_val), optional
     seed : int, default 0
         Seeds the shuffling order (and every other Keras random draw).
@@ -99,9 +104,13 @@ def fit(
         raise ValueError("num_epochs and batch_size must be positive.")
     if not model.trainable_weights:
         raise ValueError("The model has no trainable weights: everything is frozen.")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"Unknown schedule {schedule!r}; valid: {SCHEDULES}.")
     set_seed(seed)
     if optimizer is None:
-        optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay,
+        steps = num_epochs * -(-len(X) // batch_size)
+        rate = keras.optimizers.schedules.CosineDecay(lr, steps) if schedule == "cosine" else lr
+        optimizer = keras.optimizers.AdamW(learning_rate=rate, weight_decay=weight_decay,
                                            epsilon=1e-8)
     model.compile(
         optimizer=optimizer,
