@@ -123,9 +123,7 @@ def _centre_like_mnist(img: np.ndarray, box: int) -> np.ndarray:
     scale = box / max(h, w)
     new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
     small = np.asarray(
-        Image.fromarray(crop.astype(np.float32)).resize(
-            (new_w, new_h), Image.Resampling.BILINEAR
-        )
+        Image.fromarray(crop.astype(np.float32)).resize((new_w, new_h), Image.Resampling.BILINEAR)
     )
     small = np.clip(small, 0.0, 1.0)
     total = small.sum()
@@ -234,8 +232,12 @@ def make_synthetic_digits(
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}.")
     seed = _check_seed(seed)
-    key = {"n": int(n), "seed": seed, "version": _RENDER_VERSION,
-           "fonts": [p.name for p in list_digit_fonts()]}
+    key = {
+        "n": int(n),
+        "seed": seed,
+        "version": _RENDER_VERSION,
+        "fonts": [p.name for p in list_digit_fonts()],
+    }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = get_cache_dir() / f"synthetic_digits_{n}_{seed}_{digest}.npz"
     if use_cache and path.exists():
@@ -386,5 +388,6 @@ def make_few_shot_split(
         rest = rng_train.permutation(idx[test_per_class:])
         train.append(rest[:k])
         unlabelled.append(rest[k:])
-    return FewShotSplit(*(np.sort(np.concatenate(part)).astype(np.int64)
-                          for part in (train, test, unlabelled)))
+    return FewShotSplit(
+        *(np.sort(np.concatenate(part)).astype(np.int64) for part in (train, test, unlabelled))
+    )

@@ -62,8 +62,12 @@ def proxy_a_distance(
     if n < 10:
         raise ValueError(f"Need at least 10 rows per domain, got {len(source)} and {len(target)}.")
     rng = np.random.default_rng(seed)
-    Z = np.concatenate([source[rng.choice(len(source), n, replace=False)],
-                        target[rng.choice(len(target), n, replace=False)]])
+    Z = np.concatenate(
+        [
+            source[rng.choice(len(source), n, replace=False)],
+            target[rng.choice(len(target), n, replace=False)],
+        ]
+    )
     d = np.repeat([0, 1], n)
     Z_train, Z_test, d_train, d_test = train_test_split(
         Z, d, test_size=0.5, stratify=d, random_state=seed

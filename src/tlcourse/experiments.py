@@ -72,8 +72,16 @@ def run_cross_domain(
         backend.set_seed(int(seeds[s]))
         model = backend.build_digit_net(width=width)
         X, y = train_domains[name]
-        backend.fit(model, X, y, num_epochs=epochs[name], batch_size=batch_size, lr=lr,
-                    seed=int(seeds[s]), quiet=True)
+        backend.fit(
+            model,
+            X,
+            y,
+            num_epochs=epochs[name],
+            batch_size=batch_size,
+            lr=lr,
+            seed=int(seeds[s]),
+            quiet=True,
+        )
         for j, (X_test, y_test) in enumerate(test_domains.values()):
             acc[s, t, j] = backend.evaluate(model, X_test, y_test)["accuracy"]
     return acc

@@ -93,8 +93,15 @@ def plot_history(
             for key, style, suffix in ((metric, "-", "train"), (f"val_{metric}", "--", "val")):
                 if key in history:
                     values = history[key]
-                    ax.plot(range(1, len(values) + 1), values, style, color=color,
-                            label=f"{name} ({suffix})", marker="o", markersize=3)
+                    ax.plot(
+                        range(1, len(values) + 1),
+                        values,
+                        style,
+                        color=color,
+                        label=f"{name} ({suffix})",
+                        marker="o",
+                        markersize=3,
+                    )
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric.replace("_", " "))
         ax.grid(alpha=0.3)
@@ -149,8 +156,15 @@ def plot_matrix(
     ax.set_ylabel(ylabel)
     for (i, j), v in np.ndenumerate(values):
         light = (v - vmin) / (vmax - vmin) < 0.6
-        ax.text(j, i, fmt.format(v), ha="center", va="center",
-                color="white" if light else "black", fontsize=9)
+        ax.text(
+            j,
+            i,
+            fmt.format(v),
+            ha="center",
+            va="center",
+            color="white" if light else "black",
+            fontsize=9,
+        )
     fig.colorbar(image, ax=ax)
     if title:
         ax.set_title(title)

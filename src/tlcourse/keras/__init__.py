@@ -7,6 +7,10 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tlcourse.frameworks import load_triton_before_tensorflow  # noqa: E402
+
+load_triton_before_tensorflow()
+
 from tlcourse.keras.models import build_digit_net, count_parameters  # noqa: E402
 from tlcourse.keras.training import evaluate, fit, predict, set_seed  # noqa: E402
 

@@ -43,8 +43,11 @@ def build_digit_net(num_classes: int = 10, width: int = 16, in_channels: int = 1
     >>> model(np.zeros((2, 28, 28, 1))).shape
     TensorShape([2, 10])
     """
-    for name, value in (("num_classes", num_classes), ("width", width),
-                        ("in_channels", in_channels)):
+    for name, value in (
+        ("num_classes", num_classes),
+        ("width", width),
+        ("in_channels", in_channels),
+    ):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     w = width

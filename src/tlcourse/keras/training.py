@@ -36,8 +36,7 @@ class _TqdmCallback(keras.callbacks.Callback):
 
     def __init__(self, num_epochs: int, desc: str, quiet: bool):
         super().__init__()
-        self.bar = tqdm(total=num_epochs, desc=desc, disable=quiet, unit="epoch",
-                        mininterval=1.0)
+        self.bar = tqdm(total=num_epochs, desc=desc, disable=quiet, unit="epoch", mininterval=1.0)
 
     def on_epoch_end(self, epoch, logs=None):
         self.bar.set_postfix({k: f"{v:.3f}" for k, v in (logs or {}).items()})
@@ -110,8 +109,9 @@ def fit(
     if optimizer is None:
         steps = num_epochs * -(-len(X) // batch_size)
         rate = keras.optimizers.schedules.CosineDecay(lr, steps) if schedule == "cosine" else lr
-        optimizer = keras.optimizers.AdamW(learning_rate=rate, weight_decay=weight_decay,
-                                           epsilon=1e-8)
+        optimizer = keras.optimizers.AdamW(
+            learning_rate=rate, weight_decay=weight_decay, epsilon=1e-8
+        )
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -121,8 +121,14 @@ def fit(
         X_val, y_val = check_images_and_labels(*validation_data)
         validation_data = (_to_array(X_val), y_val)
     result = model.fit(
-        _to_array(X), y, batch_size=batch_size, epochs=num_epochs, shuffle=True, verbose=0,
-        validation_data=validation_data, callbacks=[_TqdmCallback(num_epochs, desc, quiet)],
+        _to_array(X),
+        y,
+        batch_size=batch_size,
+        epochs=num_epochs,
+        shuffle=True,
+        verbose=0,
+        validation_data=validation_data,
+        callbacks=[_TqdmCallback(num_epochs, desc, quiet)],
     )
     keys = ["loss", "accuracy", "val_loss", "val_accuracy"]
     return {k: [float(v) for v in result.history[k]] for k in keys if k in result.history}
@@ -145,8 +151,10 @@ def predict(model: keras.Model, X, *, batch_size: int = 1024) -> np.ndarray:
     """
     X, _ = check_images_and_labels(X)
     X = _to_array(X)
-    out = [keras.ops.convert_to_numpy(model(X[i : i + batch_size], training=False))
-           for i in range(0, len(X), batch_size)]
+    out = [
+        keras.ops.convert_to_numpy(model(X[i : i + batch_size], training=False))
+        for i in range(0, len(X), batch_size)
+    ]
     return np.concatenate(out)
 
 

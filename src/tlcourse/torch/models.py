@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import torch
 from torch import nn
 
 BLOCK_NAMES = ("block1", "block2", "block3", "head")
@@ -47,8 +46,11 @@ def build_digit_net(num_classes: int = 10, width: int = 16, in_channels: int = 1
     >>> model(torch.zeros(2, 1, 28, 28)).shape
     torch.Size([2, 10])
     """
-    for name, value in (("num_classes", num_classes), ("width", width),
-                        ("in_channels", in_channels)):
+    for name, value in (
+        ("num_classes", num_classes),
+        ("width", width),
+        ("in_channels", in_channels),
+    ):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     w = width
@@ -78,5 +80,3 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     int
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-

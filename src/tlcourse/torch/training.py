@@ -24,7 +24,7 @@ def set_seed(seed: int) -> None:
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - readers' own code may use the legacy global RNG
     torch.manual_seed(seed)
 
 

@@ -1,0 +1,120 @@
+"""The project's own consistency: pins, set-up, chapters and the import contract."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _pyproject_requirements():
+    project = _pyproject()["project"]
+    reqs = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        reqs += extra
+    return reqs
+
+
+def test_every_dependency_is_pinned_exactly():
+    for req in _pyproject_requirements():
+        assert re.match(r"^[A-Za-z0-9_.\-]+==[0-9][^;\s]*(; .+)?$", req), req
+
+
+def test_environment_yml_has_the_same_pins_as_pyproject():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d for d in env["dependencies"] if isinstance(d, dict))["pip"]
+    assert "-e ." in pip
+    assert sorted(r for r in pip if r != "-e .") == sorted(_pyproject_requirements())
+
+
+def test_python_version_agrees_everywhere():
+    makefile = (ROOT / "Makefile").read_text()
+    version = re.search(r"^PYTHON_VERSION := (\S+)$", makefile, re.M).group(1)
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert f"python={version}" in env["dependencies"]
+    major, minor = version.split(".")
+    requires = _pyproject()["project"]["requires-python"]
+    assert requires == f">={major}.{minor},<{major}.{int(minor) + 1}"
+    assert sys.version_info[:2] == (int(major), int(minor))
+
+
+def test_makefile_installs_extras_that_exist():
+    makefile = (ROOT / "Makefile").read_text()
+    extras = re.search(r"^EXTRAS := (\S+)$", makefile, re.M).group(1).split(",")
+    assert set(extras) == set(_pyproject()["project"]["optional-dependencies"])
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "set -euo pipefail" in ci and "make test" in ci
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme and "make book" in readme
+
+
+def test_importing_tlcourse_does_not_import_a_framework():
+    code = (
+        "import sys, tlcourse, tlcourse.data, tlcourse.viz, tlcourse.divergence, "
+        "tlcourse.experiments, tlcourse.schedules, tlcourse.checks\n"
+        "bad = [m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules]\n"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _chapters():
+    return sorted((ROOT / "chapters").glob("*.md"))
+
+
+def test_every_chapter_is_in_the_toc_and_follows_the_house_layout():
+    toc = (ROOT / "_toc.yml").read_text()
+    assert _chapters()
+    for path in _chapters():
+        text = path.read_text()
+        assert f"chapters/{path.stem}" in toc, path.name
+        assert "format_name: myst" in text and "name: python3" in text, path.name
+        assert re.search(r"^\(ch-[a-z0-9-]+\)=$", text, re.M), path.name
+        assert re.search(r"^## .*PyTorch", text, re.M), path.name
+        assert re.search(r"^## .*TensorFlow", text, re.M), path.name
+        assert re.search(r"^## Summary$", text, re.M), path.name
+        assert re.search(r"^## Exercises$", text, re.M), path.name
+        assert "{solution-start}" in text, path.name
+        assert re.search(r":tags: \[remove-cell\]\n\n(.*\n)*?.*assert ", text), path.name
+
+
+def test_book_never_allows_errors():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["execute"]["allow_errors"] is False
+    assert config["sphinx"]["config"]["nb_execution_raise_on_error"] is True
+    for path in _chapters():
+        assert "allow_errors" not in path.read_text()
+
+
+_TRAIN_TORCH = (
+    "from tlcourse import data\n"
+    "X, y = data.make_synthetic_digits(64, seed=1, use_cache=False)\n"
+    "tt.set_seed(0)\n"
+    "tt.fit(tt.build_digit_net(width=4), X, y, num_epochs=1, quiet=True)\n"
+)
+
+
+def test_pytorch_then_tensorflow_in_one_process():
+    # Regression: Triton (loaded lazily by PyTorch) after TensorFlow segfaulted.
+    code = "import tlcourse.torch as tt\nimport tlcourse.keras\n" + _TRAIN_TORCH
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_tensorflow_then_pytorch_in_one_process():
+    code = "import tensorflow\nimport tlcourse.torch as tt\n" + _TRAIN_TORCH
+    result = subprocess.run(
+        [sys.executable, "-W", "always", "-c", code], timeout=300, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Triton is disabled" in result.stderr
