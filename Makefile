@@ -47,7 +47,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests
 
 unit: $(STAMP)
-	$(BIN)/pytest tests -q
+	$(BIN)/pytest tests -q -p no:cacheprovider
 
 # Each chapter becomes a notebook and runs under nbval; its wall time is printed.
 notebooks: $(STAMP)

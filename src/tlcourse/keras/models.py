@@ -8,13 +8,19 @@ from keras import layers
 BLOCK_NAMES = ("block1", "block2", "block3", "head")
 
 
-def _conv_bn_relu(filters: int) -> list[keras.layers.Layer]:
-    # Same hyper-parameters as PyTorch's defaults: Keras' BN momentum 0.9 is PyTorch's 0.1.
-    return [
-        layers.Conv2D(filters, 3, padding="same", use_bias=False),
-        layers.BatchNormalization(momentum=0.9, epsilon=1e-5),
-        layers.ReLU(),
-    ]
+def _conv_block(name: str, filters: int, pool: keras.layers.Layer) -> keras.Sequential:
+    # Layer names match the PyTorch twin (block1/conv/kernel <-> block1.conv.weight), and
+    # explicit names keep weight paths identical between two instances of the model.
+    # BatchNorm as in PyTorch's defaults: Keras' momentum 0.9 is PyTorch's 0.1.
+    return keras.Sequential(
+        [
+            layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv"),
+            layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="bn"),
+            layers.ReLU(name="relu"),
+            pool,
+        ],
+        name=name,
+    )
 
 
 def build_digit_net(num_classes: int = 10, width: int = 16, in_channels: int = 1) -> keras.Model:
@@ -52,11 +58,9 @@ def build_digit_net(num_classes: int = 10, width: int = 16, in_channels: int = 1
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     w = width
     inputs = keras.Input((28, 28, in_channels), name="image")
-    block1 = keras.Sequential([*_conv_bn_relu(w), layers.MaxPooling2D(2)], name="block1")
-    block2 = keras.Sequential([*_conv_bn_relu(2 * w), layers.MaxPooling2D(2)], name="block2")
-    block3 = keras.Sequential(
-        [*_conv_bn_relu(4 * w), layers.GlobalAveragePooling2D()], name="block3"
-    )
+    block1 = _conv_block("block1", w, layers.MaxPooling2D(2, name="pool"))
+    block2 = _conv_block("block2", 2 * w, layers.MaxPooling2D(2, name="pool"))
+    block3 = _conv_block("block3", 4 * w, layers.GlobalAveragePooling2D(name="pool"))
     head = layers.Dense(num_classes, name="head")
     outputs = head(block3(block2(block1(inputs))))
     return keras.Model(inputs, outputs, name="digit_net")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -64,6 +69,8 @@ def fit(
     optimizer: keras.optimizers.Optimizer | None = None,
     validation_data: tuple | None = None,
     seed: int = 0,
+    checkpoint_path: str | os.PathLike | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     quiet: bool = False,
     desc: str = "train",
 ) -> dict[str, list[float]]:
@@ -88,6 +95,12 @@ def fit(
     validation_data : (X_val, y_val), optional
     seed : int, default 0
         Seeds the shuffling order (and every other Keras random draw).
+    checkpoint_path : path-like, optional
+        A directory for ``keras.callbacks.BackupAndRestore``: after every epoch it saves
+        weights, optimiser state and epoch there, and a later ``fit`` with the same
+        directory resumes where the interrupted one stopped.
+    on_epoch_end : callable, optional
+        Called as ``on_epoch_end(epoch, logs)`` after each epoch.
     quiet : bool, default False
         Hide the progress bar.
     desc : str
@@ -120,6 +133,24 @@ def fit(
     if validation_data is not None:
         X_val, y_val = check_images_and_labels(*validation_data)
         validation_data = (_to_array(X_val), y_val)
+    callbacks: list[keras.callbacks.Callback] = []
+    earlier: dict[str, list[float]] = {}
+    if checkpoint_path is not None:
+        checkpoint_path = Path(checkpoint_path)
+        history_file = checkpoint_path / "history.json"
+        if history_file.exists():
+            earlier = json.loads(history_file.read_text())
+        callbacks.append(
+            keras.callbacks.BackupAndRestore(str(checkpoint_path), delete_checkpoint=False)
+        )
+        callbacks.append(_HistoryWriter(history_file, earlier))
+    callbacks.append(_TqdmCallback(num_epochs, desc, quiet))
+    if on_epoch_end is not None:
+        callbacks.append(
+            keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: on_epoch_end(epoch, dict(logs or {}))
+            )
+        )
     result = model.fit(
         _to_array(X),
         y,
@@ -128,10 +159,28 @@ def fit(
         shuffle=True,
         verbose=0,
         validation_data=validation_data,
-        callbacks=[_TqdmCallback(num_epochs, desc, quiet)],
+        callbacks=callbacks,
     )
     keys = ["loss", "accuracy", "val_loss", "val_accuracy"]
-    return {k: [float(v) for v in result.history[k]] for k in keys if k in result.history}
+    return {
+        k: earlier.get(k, []) + [float(v) for v in result.history.get(k, [])]
+        for k in keys
+        if k in result.history or k in earlier
+    }
+
+
+class _HistoryWriter(keras.callbacks.Callback):
+    """Keep the per-epoch history next to a BackupAndRestore backup, for resumed runs."""
+
+    def __init__(self, path: Path, earlier: dict[str, list[float]]):
+        super().__init__()
+        self.path, self.history = path, {k: list(v) for k, v in earlier.items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.history))
 
 
 def predict(model: keras.Model, X, *, batch_size: int = 1024) -> np.ndarray:

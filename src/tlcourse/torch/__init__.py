@@ -4,7 +4,28 @@ from tlcourse.frameworks import block_triton_after_tensorflow
 
 block_triton_after_tensorflow()
 
+from tlcourse.port import port_to_keras  # noqa: E402
+from tlcourse.torch.checkpoints import (  # noqa: E402
+    load_checkpoint,
+    load_matching,
+    read_checkpoint,
+    save_checkpoint,
+)
 from tlcourse.torch.models import build_digit_net, count_parameters  # noqa: E402
+from tlcourse.torch.source import get_source_model  # noqa: E402
 from tlcourse.torch.training import evaluate, fit, predict, set_seed  # noqa: E402
 
-__all__ = ["build_digit_net", "count_parameters", "evaluate", "fit", "predict", "set_seed"]
+__all__ = [
+    "build_digit_net",
+    "count_parameters",
+    "evaluate",
+    "fit",
+    "get_source_model",
+    "load_checkpoint",
+    "load_matching",
+    "port_to_keras",
+    "predict",
+    "read_checkpoint",
+    "save_checkpoint",
+    "set_seed",
+]

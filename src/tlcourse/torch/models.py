@@ -9,13 +9,18 @@ from torch import nn
 BLOCK_NAMES = ("block1", "block2", "block3", "head")
 
 
-def _conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
+def _conv_block(in_channels: int, out_channels: int, pool: nn.Module) -> nn.Sequential:
+    # Layer names match the Keras twin (block1/conv/kernel <-> block1.conv.weight).
     # No conv bias: the BatchNorm shift that follows makes it redundant.
-    return [
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels, eps=1e-5, momentum=0.1),
-        nn.ReLU(),
-    ]
+    layers = OrderedDict(
+        conv=nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        bn=nn.BatchNorm2d(out_channels, eps=1e-5, momentum=0.1),
+        relu=nn.ReLU(),
+        pool=pool,
+    )
+    if isinstance(pool, nn.AdaptiveAvgPool2d):
+        layers["flatten"] = nn.Flatten()
+    return nn.Sequential(layers)
 
 
 def build_digit_net(num_classes: int = 10, width: int = 16, in_channels: int = 1) -> nn.Sequential:
@@ -56,11 +61,9 @@ def build_digit_net(num_classes: int = 10, width: int = 16, in_channels: int = 1
     w = width
     return nn.Sequential(
         OrderedDict(
-            block1=nn.Sequential(*_conv_bn_relu(in_channels, w), nn.MaxPool2d(2)),
-            block2=nn.Sequential(*_conv_bn_relu(w, 2 * w), nn.MaxPool2d(2)),
-            block3=nn.Sequential(
-                *_conv_bn_relu(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten()
-            ),
+            block1=_conv_block(in_channels, w, nn.MaxPool2d(2)),
+            block2=_conv_block(w, 2 * w, nn.MaxPool2d(2)),
+            block3=_conv_block(2 * w, 4 * w, nn.AdaptiveAvgPool2d(1)),
             head=nn.Linear(4 * w, num_classes),
         )
     )

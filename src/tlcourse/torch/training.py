@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,6 +14,7 @@ from tqdm import tqdm
 
 from tlcourse.checks import check_images_and_labels
 from tlcourse.schedules import SCHEDULES, cosine_factor
+from tlcourse.torch.checkpoints import load_checkpoint, save_checkpoint
 
 
 def set_seed(seed: int) -> None:
@@ -52,6 +56,8 @@ def fit(
     optimizer: torch.optim.Optimizer | None = None,
     validation_data: tuple | None = None,
     seed: int = 0,
+    checkpoint_path: str | os.PathLike | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     quiet: bool = False,
     desc: str = "train",
 ) -> dict[str, list[float]]:
@@ -75,7 +81,14 @@ def fit(
     validation_data : (X_val, y_val), optional
         Evaluated after every epoch.
     seed : int, default 0
-        Seeds the shuffling order.
+        Seeds the shuffling order. Epoch ``e`` shuffles with seed ``(seed, e)``, so a
+        resumed run sees exactly the batches an uninterrupted one would.
+    checkpoint_path : path-like, optional
+        After every epoch, save model, optimiser, scheduler, epoch and history here
+        (atomically). If the file exists when ``fit`` starts, training resumes from it.
+    on_epoch_end : callable, optional
+        Called as ``on_epoch_end(epoch, logs)`` after each epoch (and after the
+        checkpoint is written), with ``logs`` the epoch's metrics.
     quiet : bool, default False
         Hide the progress bar.
     desc : str
@@ -108,12 +121,29 @@ def fit(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: cosine_factor(step, num_epochs * steps_per_epoch, schedule)
     )
-    generator = torch.Generator().manual_seed(seed)
     loss_fn = nn.CrossEntropyLoss()
     history: dict[str, list[float]] = {"loss": [], "accuracy": []}
-    bar = tqdm(range(num_epochs), desc=desc, disable=quiet, unit="epoch", mininterval=1.0)
-    for _ in bar:
+    start_epoch = 0
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        meta = load_checkpoint(checkpoint_path, model, optimizer, scheduler)
+        if meta.get("num_epochs") != num_epochs:
+            raise ValueError(
+                f"{checkpoint_path} belongs to a {meta.get('num_epochs')}-epoch run; "
+                f"cannot resume it as a {num_epochs}-epoch run."
+            )
+        start_epoch, history = int(meta["epoch"]), meta["history"]
+    bar = tqdm(
+        range(start_epoch, num_epochs),
+        desc=desc,
+        disable=quiet,
+        unit="epoch",
+        initial=start_epoch,
+        total=num_epochs,
+        mininterval=1.0,
+    )
+    for epoch in bar:
         model.train()
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         order = torch.randperm(len(X_t), generator=generator)
         total_loss, correct = 0.0, 0
         for start in range(0, len(order), batch_size):
@@ -132,7 +162,20 @@ def fit(
             scores = evaluate(model, *validation_data)
             history.setdefault("val_loss", []).append(scores["loss"])
             history.setdefault("val_accuracy", []).append(scores["accuracy"])
-        bar.set_postfix({k: f"{v[-1]:.3f}" for k, v in history.items()})
+        logs = {k: v[-1] for k, v in history.items()}
+        bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()})
+        if checkpoint_path is not None:
+            save_checkpoint(
+                checkpoint_path,
+                model,
+                optimizer,
+                scheduler,
+                epoch=epoch + 1,
+                num_epochs=num_epochs,
+                history=history,
+            )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, logs)
     return history
 
 

@@ -1,0 +1,81 @@
+"""The course's pretrained source model, trained once and cached for every chapter.
+
+The pretraining chapter shows how the model is made; later chapters call
+:func:`get_source_model` so that each of them also runs on its own. The first call trains
+the model (deterministically, well under a minute on two CPU cores) and caches its weights
+under :func:`tlcourse.data.get_cache_dir`; later calls load them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tlcourse.data import get_cache_dir
+
+FRAMEWORKS = ("torch", "keras")
+# Bump when the training code changes in a way that changes the weights.
+_RECIPE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SourceRecipe:
+    """How the source model is pretrained on synthetic digits.
+
+    Attributes
+    ----------
+    num_train : int
+        Synthetic training images (rendered with ``seed``).
+    seed : int
+        Seed of the data, the initialisation and the shuffling.
+    width : int
+        ``build_digit_net(width=...)``.
+    num_epochs, batch_size, lr
+        ``fit`` arguments (AdamW with a cosine schedule).
+    """
+
+    num_train: int = 20_000
+    seed: int = 0
+    width: int = 16
+    num_epochs: int = 4
+    batch_size: int = 128
+    lr: float = 1e-2
+
+    def cache_path(self, framework: str) -> Path:
+        """Where the weights of this recipe are cached for ``framework``."""
+        check_framework(framework)
+        key = json.dumps({**asdict(self), "v": _RECIPE_VERSION}, sort_keys=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+        suffix = ".pt" if framework == "torch" else ".weights.h5"
+        return get_cache_dir() / "source_models" / f"digit_net_{framework}_{digest}{suffix}"
+
+
+def check_framework(framework: str) -> str:
+    """Return ``framework`` if it is ``"torch"`` or ``"keras"``, else raise ValueError."""
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"Unknown framework {framework!r}; valid: {FRAMEWORKS}.")
+    return framework
+
+
+def get_source_model(framework: str, recipe: SourceRecipe | None = None, **kwargs):
+    """Return the pretrained source network for ``framework``, training it on first use.
+
+    Parameters
+    ----------
+    framework : {"torch", "keras"}
+    recipe : SourceRecipe, optional
+        Defaults to ``SourceRecipe()``; any keyword argument of the framework's
+        ``get_source_model`` (``retrain``, ``quiet``, ``with_history``) is passed on.
+
+    Returns
+    -------
+    model, or (model, history) with ``with_history=True``
+    """
+    check_framework(framework)
+    if framework == "torch":
+        from tlcourse.torch.source import get_source_model as get
+    else:
+        from tlcourse.keras.source import get_source_model as get
+    return get(recipe, **kwargs)
