@@ -81,3 +81,22 @@ def count_parameters(model: keras.Model, trainable_only: bool = True) -> int:
     """
     weights = model.trainable_weights if trainable_only else model.weights
     return int(sum(int(keras.ops.size(w)) for w in weights))
+
+
+def clone_model(model: keras.Model) -> keras.Model:
+    """Return an independent copy of ``model`` with the same weights.
+
+    ``keras.models.clone_model`` copies the architecture with fresh weights; this also
+    copies the weights (BatchNorm statistics included).
+
+    Parameters
+    ----------
+    model : keras.Model
+
+    Returns
+    -------
+    keras.Model
+    """
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone

@@ -11,12 +11,13 @@ from tlcourse.torch.checkpoints import (  # noqa: E402
     read_checkpoint,
     save_checkpoint,
 )
-from tlcourse.torch.models import build_digit_net, count_parameters  # noqa: E402
+from tlcourse.torch.models import build_digit_net, clone_model, count_parameters  # noqa: E402
 from tlcourse.torch.source import get_source_model  # noqa: E402
 from tlcourse.torch.training import evaluate, fit, predict, set_seed  # noqa: E402
 
 __all__ = [
     "build_digit_net",
+    "clone_model",
     "count_parameters",
     "evaluate",
     "fit",

@@ -132,7 +132,12 @@ def load_checkpoint(
 
 
 def _valid_names(model: nn.Module) -> list[str]:
-    return [name for name, _ in model.named_modules() if name]
+    # Only modules that hold state can be excluded (a ReLU has nothing to restore).
+    return [
+        name
+        for name, module in model.named_modules()
+        if name and next(iter(module.state_dict()), None) is not None
+    ]
 
 
 def load_matching(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 from torch import nn
@@ -83,3 +84,18 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     int
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def clone_model(model: nn.Module) -> nn.Module:
+    """Return an independent copy of ``model`` with the same weights and buffers.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+
+    Returns
+    -------
+    torch.nn.Module
+        A deep copy; training it leaves ``model`` untouched.
+    """
+    return copy.deepcopy(model)
