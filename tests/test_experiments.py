@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import tlcourse.torch as tt
-from tlcourse.experiments import format_mean_std, run_cross_domain
+from tlcourse.experiments import format_mean_std, run_cross_domain, run_few_shot
 from tlcourse.schedules import cosine_factor
 
 
@@ -61,3 +61,34 @@ def test_torch_and_keras_follow_the_same_learning_rate_schedule():
         assert float(keras_schedule(step)) == pytest.approx(
             2.0 * cosine_factor(step, total), abs=1e-6
         )
+
+
+def test_run_few_shot_uses_k_labels_and_a_fixed_test_set(tiny_digits):
+    from tlcourse.data import make_few_shot_split
+
+    (X, y), _ = tiny_digits
+    seen = []
+
+    def make_model():
+        model = tt.build_digit_net(width=4)
+        seen.append(model)
+        return model
+
+    acc = run_few_shot(
+        tt,
+        make_model,
+        X,
+        y,
+        k_per_class=2,
+        seeds=[0, 1],
+        test_per_class=5,
+        num_epochs=1,
+        quiet=True,
+    )
+    assert acc.shape == (2,) and ((acc >= 0) & (acc <= 1)).all()
+    assert len(seen) == 2 and seen[0] is not seen[1]
+    split = make_few_shot_split(y, 2, seed=0, test_per_class=5)
+    expected = tt.evaluate(seen[0], X[split.test], y[split.test])["accuracy"]
+    assert acc[0] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="seeds must be non-empty"):
+        run_few_shot(tt, make_model, X, y, k_per_class=2, seeds=[])

@@ -140,3 +140,17 @@ def test_both_frameworks_reach_similar_accuracy(tiny_digits):
         accs[backend.__name__] = backend.evaluate(model, X_test, y_test)["accuracy"]
     assert min(accs.values()) > 0.5, accs
     assert abs(accs["tlcourse.torch"] - accs["tlcourse.keras"]) < 0.2, accs
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_clone_model_copies_weights_and_is_independent(backend, tiny_digits):
+    (X, y), _ = tiny_digits
+    backend.set_seed(0)
+    model = backend.build_digit_net(width=4)
+    backend.fit(model, X[:64], y[:64], num_epochs=1, quiet=True)
+    clone = backend.clone_model(model)
+    np.testing.assert_array_equal(backend.predict(clone, X[:16]), backend.predict(model, X[:16]))
+    before = backend.predict(model, X[:16])
+    backend.fit(clone, X[:64], y[:64], num_epochs=1, quiet=True)
+    np.testing.assert_array_equal(backend.predict(model, X[:16]), before)
+    assert not np.array_equal(backend.predict(clone, X[:16]), before)

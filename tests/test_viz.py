@@ -36,3 +36,9 @@ def test_plot_matrix_annotates_every_cell():
     assert texts == ["90.0%", "50.0%", "40.0%", "95.0%"]
     with pytest.raises(ValueError, match="labels need"):
         plot_matrix(np.zeros((2, 3)), ["a", "b"], ["x", "y"], xlabel="", ylabel="")
+
+
+def test_figures_render_as_png_without_pyplot():
+    fig = plot_matrix(np.eye(2), ["a", "b"], ["x", "y"], xlabel="", ylabel="")
+    png = fig._repr_png_()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000

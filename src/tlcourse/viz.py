@@ -1,16 +1,29 @@
 """Plots used across the chapters. Every function returns a matplotlib Figure.
 
-Figures are made with :class:`matplotlib.figure.Figure` rather than pyplot, so a notebook
-shows each one exactly once (when it is the cell's value or is glued) and no global pyplot
-state leaks between cells.
+Figures are made without pyplot, so a notebook shows each one exactly once (when it is
+the cell's value or is glued) and no global pyplot state leaks between cells.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 
+import matplotlib.figure
 import numpy as np
-from matplotlib.figure import Figure
+
+
+class Figure(matplotlib.figure.Figure):
+    """A matplotlib Figure that renders itself as PNG in Jupyter.
+
+    A Figure made without pyplot has no display hook unless pyplot's inline backend was
+    activated; ``_repr_png_`` makes it show (and glue) as an image in any kernel.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+        return buffer.getvalue()
 
 
 def plot_digit_grid(
