@@ -67,4 +67,4 @@ test: $(STAMP)
 	@$(MAKE) --no-print-directory book
 
 clean:
-	rm -rf _build
+	rm -rf _build  # also drops the execution cache, so every chapter runs again

@@ -135,42 +135,6 @@ def test_torch_partial_restore_on_resnet18():
     assert torch.equal(target.fc.weight, fc_before)
 
 
-def test_torch_resume_matches_an_uninterrupted_run(tmp_path, tiny_digits):
-    (X, y), _ = tiny_digits
-
-    class Interrupt(Exception):
-        pass
-
-    def interrupt_after_second_epoch(epoch, logs):
-        if epoch == 1:
-            raise Interrupt
-
-    tt.set_seed(0)
-    straight = tt.build_digit_net(width=4)
-    h_straight = tt.fit(straight, X, y, num_epochs=4, batch_size=32, quiet=True)
-    tt.set_seed(0)
-    interrupted = tt.build_digit_net(width=4)
-    path = tmp_path / "run.pt"
-    with pytest.raises(Interrupt):
-        tt.fit(
-            interrupted,
-            X,
-            y,
-            num_epochs=4,
-            batch_size=32,
-            quiet=True,
-            checkpoint_path=path,
-            on_epoch_end=interrupt_after_second_epoch,
-        )
-    tt.set_seed(99)  # a fresh process would start from another initialisation
-    resumed = tt.build_digit_net(width=4)
-    h_resumed = tt.fit(resumed, X, y, num_epochs=4, batch_size=32, quiet=True, checkpoint_path=path)
-    assert h_resumed == h_straight
-    np.testing.assert_array_equal(tt.predict(resumed, X), tt.predict(straight, X))
-    with pytest.raises(ValueError, match="cannot resume it as a 5-epoch run"):
-        tt.fit(resumed, X, y, num_epochs=5, quiet=True, checkpoint_path=path)
-
-
 # --- Keras --------------------------------------------------------------------------------
 
 
@@ -225,41 +189,6 @@ def test_keras_partial_restore_on_mobilenetv2():
     np.testing.assert_array_equal(
         target.get_layer("Conv_1").get_weights()[0], source.get_layer("Conv_1").get_weights()[0]
     )
-
-
-def test_keras_resume_matches_an_uninterrupted_run(tmp_path, tiny_digits):
-    (X, y), _ = tiny_digits
-
-    class Interrupt(Exception):
-        pass
-
-    def interrupt_after_second_epoch(epoch, logs):
-        if epoch == 1:
-            raise Interrupt
-
-    tk.set_seed(0)
-    straight = tk.build_digit_net(width=4)
-    h_straight = tk.fit(straight, X, y, num_epochs=4, batch_size=32, quiet=True)
-    tk.set_seed(0)
-    interrupted = tk.build_digit_net(width=4)
-    with pytest.raises(Interrupt):
-        tk.fit(
-            interrupted,
-            X,
-            y,
-            num_epochs=4,
-            batch_size=32,
-            quiet=True,
-            checkpoint_path=tmp_path / "backup",
-            on_epoch_end=interrupt_after_second_epoch,
-        )
-    tk.set_seed(99)
-    resumed = tk.build_digit_net(width=4)
-    h_resumed = tk.fit(
-        resumed, X, y, num_epochs=4, batch_size=32, quiet=True, checkpoint_path=tmp_path / "backup"
-    )
-    np.testing.assert_allclose(h_resumed["loss"], h_straight["loss"], rtol=1e-6)
-    np.testing.assert_allclose(tk.predict(resumed, X), tk.predict(straight, X), atol=1e-5)
 
 
 # --- porting between frameworks ----------------------------------------------------------
@@ -324,3 +253,66 @@ def test_port_refuses_different_architectures():
         )
     with pytest.raises(ValueError, match="weight shapes"):
         tt.port_to_keras(tt.build_digit_net(width=4), tk.build_digit_net(width=8))
+
+
+# --- resuming an interrupted run ----------------------------------------------------------
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _interrupt_after_second_epoch(epoch, logs):
+    if epoch == 1:
+        raise Interrupt
+
+
+@pytest.mark.parametrize(
+    ("backend", "checkpoint"), [(tt, "run.pt"), (tk, "backup")], ids=["torch", "keras"]
+)
+def test_resume_matches_an_uninterrupted_run(backend, checkpoint, tmp_path, tiny_digits):
+    (X, y), _ = tiny_digits
+    recipe = dict(num_epochs=4, batch_size=32, quiet=True)
+    backend.set_seed(0)
+    straight = backend.build_digit_net(width=4)
+    h_straight = backend.fit(straight, X, y, **recipe)
+    backend.set_seed(0)
+    with pytest.raises(Interrupt):
+        backend.fit(
+            backend.build_digit_net(width=4),
+            X,
+            y,
+            checkpoint_path=tmp_path / checkpoint,
+            on_epoch_end=_interrupt_after_second_epoch,
+            **recipe,
+        )
+    backend.set_seed(99)  # a fresh process would start from another initialisation
+    resumed = backend.build_digit_net(width=4)
+    h_resumed = backend.fit(resumed, X, y, checkpoint_path=tmp_path / checkpoint, **recipe)
+    np.testing.assert_allclose(h_resumed["loss"], h_straight["loss"], rtol=1e-6)
+    np.testing.assert_allclose(backend.predict(resumed, X), backend.predict(straight, X), atol=1e-5)
+
+
+def test_torch_resume_is_bitwise_and_refuses_another_plan(tmp_path, tiny_digits):
+    (X, y), _ = tiny_digits
+    tt.set_seed(0)
+    straight = tt.build_digit_net(width=4)
+    h_straight = tt.fit(straight, X, y, num_epochs=3, quiet=True)
+    tt.set_seed(0)
+    with pytest.raises(Interrupt):
+        tt.fit(
+            tt.build_digit_net(width=4),
+            X,
+            y,
+            num_epochs=3,
+            quiet=True,
+            checkpoint_path=tmp_path / "r.pt",
+            on_epoch_end=_interrupt_after_second_epoch,
+        )
+    resumed = tt.build_digit_net(width=4)
+    assert tt.fit(resumed, X, y, num_epochs=3, quiet=True, checkpoint_path=tmp_path / "r.pt") == (
+        h_straight
+    )
+    np.testing.assert_array_equal(tt.predict(resumed, X), tt.predict(straight, X))
+    with pytest.raises(ValueError, match="cannot resume it as a 5-epoch run"):
+        tt.fit(resumed, X, y, num_epochs=5, quiet=True, checkpoint_path=tmp_path / "r.pt")

@@ -55,3 +55,10 @@ def check_images_and_labels(
             f"got values from {y.min()} to {y.max()}."
         )
     return X, y.astype(np.int64)
+
+
+def check_positive_ints(**values: object) -> None:
+    """Raise ValueError naming the first argument that is not a positive integer."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")

@@ -12,8 +12,9 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 
-from tlcourse.data import get_cache_dir
+from tlcourse.data import get_cache_dir, make_synthetic_digits
 
 FRAMEWORKS = ("torch", "keras")
 # Bump when the training code changes in a way that changes the weights.
@@ -57,6 +58,29 @@ def check_framework(framework: str) -> str:
     if framework not in FRAMEWORKS:
         raise ValueError(f"Unknown framework {framework!r}; valid: {FRAMEWORKS}.")
     return framework
+
+
+def pretrain_source_model(backend: ModuleType, recipe: SourceRecipe, *, quiet: bool = False):
+    """Train the digit net on synthetic digits as ``recipe`` says; return (model, history).
+
+    The same code serves both frameworks: ``backend`` is :mod:`tlcourse.torch` or
+    :mod:`tlcourse.keras`.
+    """
+    X, y = make_synthetic_digits(recipe.num_train, seed=recipe.seed)
+    backend.set_seed(recipe.seed)
+    model = backend.build_digit_net(width=recipe.width)
+    history = backend.fit(
+        model,
+        X,
+        y,
+        num_epochs=recipe.num_epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        seed=recipe.seed,
+        quiet=quiet,
+        desc=f"pretrain ({backend.__name__})",
+    )
+    return model, history
 
 
 def get_source_model(framework: str, recipe: SourceRecipe | None = None, **kwargs):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from tlcourse.checks import check_positive_ints
+
 BLOCK_NAMES = ("block1", "block2", "block3", "head")
 
 
@@ -49,13 +51,7 @@ def build_digit_net(num_classes: int = 10, width: int = 16, in_channels: int = 1
     >>> model(np.zeros((2, 28, 28, 1))).shape
     TensorShape([2, 10])
     """
-    for name, value in (
-        ("num_classes", num_classes),
-        ("width", width),
-        ("in_channels", in_channels),
-    ):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    check_positive_ints(num_classes=num_classes, width=width, in_channels=in_channels)
     w = width
     inputs = keras.Input((28, 28, in_channels), name="image")
     block1 = _conv_block("block1", w, layers.MaxPooling2D(2, name="pool"))

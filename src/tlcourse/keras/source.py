@@ -7,30 +7,9 @@ import os
 
 import keras
 
-from tlcourse.data import make_synthetic_digits
 from tlcourse.keras.checkpoints import load_checkpoint, save_checkpoint
 from tlcourse.keras.models import build_digit_net
-from tlcourse.keras.training import fit, set_seed
-from tlcourse.source import SourceRecipe
-
-
-def pretrain_source_model(recipe: SourceRecipe, *, quiet: bool = False):
-    """Train the digit net on synthetic digits as ``recipe`` says; return (model, history)."""
-    X, y = make_synthetic_digits(recipe.num_train, seed=recipe.seed)
-    set_seed(recipe.seed)
-    model = build_digit_net(width=recipe.width)
-    history = fit(
-        model,
-        X,
-        y,
-        num_epochs=recipe.num_epochs,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        seed=recipe.seed,
-        quiet=quiet,
-        desc="pretrain (Keras)",
-    )
-    return model, history
+from tlcourse.source import SourceRecipe, pretrain_source_model
 
 
 def get_source_model(
@@ -52,7 +31,9 @@ def get_source_model(
         load_checkpoint(path, model)
         history = json.loads(history_path.read_text())
     else:
-        model, history = pretrain_source_model(recipe, quiet=quiet)
+        from tlcourse import keras as backend  # here, not on top: it imports this module
+
+        model, history = pretrain_source_model(backend, recipe, quiet=quiet)
         save_checkpoint(path, model)
         tmp = history_path.with_name(f".{os.getpid()}.{history_path.name}")
         tmp.write_text(json.dumps(history))

@@ -7,6 +7,8 @@ from collections import OrderedDict
 
 from torch import nn
 
+from tlcourse.checks import check_positive_ints
+
 BLOCK_NAMES = ("block1", "block2", "block3", "head")
 
 
@@ -52,13 +54,7 @@ def build_digit_net(num_classes: int = 10, width: int = 16, in_channels: int = 1
     >>> model(torch.zeros(2, 1, 28, 28)).shape
     torch.Size([2, 10])
     """
-    for name, value in (
-        ("num_classes", num_classes),
-        ("width", width),
-        ("in_channels", in_channels),
-    ):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    check_positive_ints(num_classes=num_classes, width=width, in_channels=in_channels)
     w = width
     return nn.Sequential(
         OrderedDict(

@@ -4,30 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from tlcourse.data import make_synthetic_digits
-from tlcourse.source import SourceRecipe
+from tlcourse.source import SourceRecipe, pretrain_source_model
 from tlcourse.torch.checkpoints import load_checkpoint, save_checkpoint
 from tlcourse.torch.models import build_digit_net
-from tlcourse.torch.training import fit, set_seed
-
-
-def pretrain_source_model(recipe: SourceRecipe, *, quiet: bool = False):
-    """Train the digit net on synthetic digits as ``recipe`` says; return (model, history)."""
-    X, y = make_synthetic_digits(recipe.num_train, seed=recipe.seed)
-    set_seed(recipe.seed)
-    model = build_digit_net(width=recipe.width)
-    history = fit(
-        model,
-        X,
-        y,
-        num_epochs=recipe.num_epochs,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        seed=recipe.seed,
-        quiet=quiet,
-        desc="pretrain (PyTorch)",
-    )
-    return model, history
 
 
 def get_source_model(
@@ -61,7 +40,9 @@ def get_source_model(
         model = build_digit_net(width=recipe.width)
         history = load_checkpoint(path, model)["history"]
     else:
-        model, history = pretrain_source_model(recipe, quiet=quiet)
+        from tlcourse import torch as backend  # here, not on top: it imports this module
+
+        model, history = pretrain_source_model(backend, recipe, quiet=quiet)
         save_checkpoint(path, model, history=history)
     model.eval()
     return (model, history) if with_history else model
