@@ -102,8 +102,8 @@ def test_bad_inputs_give_clear_errors(backend, tiny_digits):
         backend.fit(model, X[:8], y[:8] + 10, quiet=True)
     with pytest.raises(ValueError, match="Expected labels of shape"):
         backend.fit(model, X[:8], y[:7], quiet=True)
-    with pytest.raises(ValueError, match="Expected images of shape"):
-        backend.evaluate(model, X[0], y[:1])
+    with pytest.raises(ValueError, match="Expected feature vectors"):
+        backend.evaluate(model, X[0, 0], y[:1])
     with pytest.raises(ValueError, match="NaN"):
         backend.predict(model, np.full((2, 28, 28), np.nan))
     with pytest.raises(ValueError, match="integers"):

@@ -8,12 +8,13 @@ import numpy as np
 def check_images_and_labels(
     X, y=None, *, num_classes: int | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate an image batch and its labels; return float32 images and int64 labels.
+    """Validate a batch of images (or feature vectors) and labels; return float32 and int64.
 
     Parameters
     ----------
     X : array-like
-        Images, ``(N, H, W)`` or ``(N, ...)`` with 4 axes in the framework's own layout.
+        Images, ``(N, H, W)`` or ``(N, ...)`` with 4 axes in the framework's own layout, or
+        feature vectors ``(N, D)`` (e.g. cached features for a classifier head).
     y : array-like, optional
         Integer labels of shape ``(N,)``.
     num_classes : int, optional
@@ -33,9 +34,10 @@ def check_images_and_labels(
         count, non-integer labels or labels outside the model's classes.
     """
     X = np.asarray(X)
-    if X.ndim not in (3, 4):
+    if X.ndim not in (2, 3, 4):
         raise ValueError(
-            f"Expected images of shape (N, H, W) or (N, ...) with 4 axes, got shape {X.shape}."
+            "Expected feature vectors (N, D), images (N, H, W) or images with 4 axes, "
+            f"got shape {X.shape}."
         )
     if X.shape[0] == 0:
         raise ValueError("Got an empty batch of images.")
