@@ -12,12 +12,20 @@ from tlcourse.frameworks import load_triton_before_tensorflow  # noqa: E402
 load_triton_before_tensorflow()
 
 from tlcourse.keras.checkpoints import load_checkpoint, load_matching, save_checkpoint  # noqa: E402
+from tlcourse.keras.features import (  # noqa: E402
+    extract_features,
+    feature_layers,
+    fit_linear_probe,
+)
 from tlcourse.keras.models import build_digit_net, clone_model, count_parameters  # noqa: E402
 from tlcourse.keras.source import get_source_model  # noqa: E402
 from tlcourse.keras.training import evaluate, fit, predict, set_seed  # noqa: E402
 from tlcourse.port import port_to_torch  # noqa: E402
 
 __all__ = [
+    "extract_features",
+    "feature_layers",
+    "fit_linear_probe",
     "build_digit_net",
     "clone_model",
     "count_parameters",

@@ -11,11 +11,21 @@ from tlcourse.torch.checkpoints import (  # noqa: E402
     read_checkpoint,
     save_checkpoint,
 )
+from tlcourse.torch.features import (  # noqa: E402
+    Frozen,
+    extract_features,
+    feature_layers,
+    fit_linear_probe,
+)
 from tlcourse.torch.models import build_digit_net, clone_model, count_parameters  # noqa: E402
 from tlcourse.torch.source import get_source_model  # noqa: E402
 from tlcourse.torch.training import evaluate, fit, predict, set_seed  # noqa: E402
 
 __all__ = [
+    "Frozen",
+    "extract_features",
+    "feature_layers",
+    "fit_linear_probe",
     "build_digit_net",
     "clone_model",
     "count_parameters",

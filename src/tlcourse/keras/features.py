@@ -1,0 +1,76 @@
+"""Frozen networks as feature extractors, in Keras (twin: :mod:`tlcourse.torch.features`)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tlcourse.checks import check_images_and_labels
+from tlcourse.keras.training import _to_array, fit
+
+
+def feature_layers(model: keras.Model) -> list[str]:
+    """Names that :func:`extract_features` accepts: the model's top-level layers."""
+    return [layer.name for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def extract_features(
+    model: keras.Model, X, *, layer: str | None = None, batch_size: int = 512
+) -> np.ndarray:
+    """Run ``model`` in inference mode and return the output of ``layer``, flattened.
+
+    Builds ``keras.Model(model.inputs, model.get_layer(layer).output)`` and calls it with
+    ``training=False`` (BatchNorm uses its moving statistics), one batch at a time.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A functional or sequential model (``keras.applications`` models included).
+    X : array-like
+        Images ``(N, H, W)`` or ``(N, H, W, C)``.
+    layer : str, optional
+        A top-level layer name (``"block2"``, ``"out_relu"``); ``None`` means the layer
+        before the last one (the input of the classifier head).
+    batch_size : int, default 512
+
+    Returns
+    -------
+    np.ndarray
+        float32 features of shape ``(N, D)``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown layer (the valid names are listed).
+    """
+    names = feature_layers(model)
+    if layer is None:
+        if len(names) < 2:
+            raise ValueError("layer=None needs a model with at least two layers.")
+        layer = names[-2]
+    if layer not in names:
+        raise ValueError(f"Unknown layer {layer!r}. Valid layers are: {names}.")
+    X, _ = check_images_and_labels(X)
+    X = _to_array(X)
+    extractor = keras.Model(model.input, model.get_layer(layer).output)
+    out = [
+        keras.ops.convert_to_numpy(extractor(X[i : i + batch_size], training=False))
+        for i in range(0, len(X), batch_size)
+    ]
+    features = np.concatenate(out)
+    return features.reshape(len(features), -1).astype(np.float32, copy=False)
+
+
+def fit_linear_probe(features, y, *, num_classes: int = 10, **fit_kwargs):
+    """Train a linear classifier (one ``Dense`` layer) on fixed features; return (head, history).
+
+    Same arguments as :func:`tlcourse.torch.fit_linear_probe`.
+    """
+    features = np.asarray(features, np.float32)
+    if features.ndim != 2:
+        raise ValueError(f"Expected features of shape (N, D), got {features.shape}.")
+    head = keras.Sequential(
+        [keras.Input((features.shape[1],)), keras.layers.Dense(num_classes, name="head")]
+    )
+    history = fit(head, features, y, **{"quiet": True, **fit_kwargs})
+    return head, history
