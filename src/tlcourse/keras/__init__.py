@@ -13,6 +13,7 @@ load_triton_before_tensorflow()
 
 from tlcourse.keras.checkpoints import load_checkpoint, load_matching, save_checkpoint  # noqa: E402
 from tlcourse.keras.features import (  # noqa: E402
+    build_linear_head,
     extract_features,
     feature_layers,
     fit_linear_probe,
@@ -23,6 +24,7 @@ from tlcourse.keras.training import evaluate, fit, predict, set_seed  # noqa: E4
 from tlcourse.port import port_to_torch  # noqa: E402
 
 __all__ = [
+    "build_linear_head",
     "extract_features",
     "feature_layers",
     "fit_linear_probe",

@@ -61,6 +61,13 @@ def extract_features(
     return features.reshape(len(features), -1).astype(np.float32, copy=False)
 
 
+def build_linear_head(in_features: int, num_classes: int = 10) -> keras.Model:
+    """A linear classifier on ``in_features``-dimensional features (logits out)."""
+    return keras.Sequential(
+        [keras.Input((in_features,)), keras.layers.Dense(num_classes, name="head")]
+    )
+
+
 def fit_linear_probe(features, y, *, num_classes: int = 10, **fit_kwargs):
     """Train a linear classifier (one ``Dense`` layer) on fixed features; return (head, history).
 
@@ -69,8 +76,6 @@ def fit_linear_probe(features, y, *, num_classes: int = 10, **fit_kwargs):
     features = np.asarray(features, np.float32)
     if features.ndim != 2:
         raise ValueError(f"Expected features of shape (N, D), got {features.shape}.")
-    head = keras.Sequential(
-        [keras.Input((features.shape[1],)), keras.layers.Dense(num_classes, name="head")]
-    )
+    head = build_linear_head(features.shape[1], num_classes)
     history = fit(head, features, y, **{"quiet": True, **fit_kwargs})
     return head, history

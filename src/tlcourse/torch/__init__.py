@@ -13,6 +13,7 @@ from tlcourse.torch.checkpoints import (  # noqa: E402
 )
 from tlcourse.torch.features import (  # noqa: E402
     Frozen,
+    build_linear_head,
     extract_features,
     feature_layers,
     fit_linear_probe,
@@ -22,6 +23,7 @@ from tlcourse.torch.source import get_source_model  # noqa: E402
 from tlcourse.torch.training import evaluate, fit, predict, set_seed  # noqa: E402
 
 __all__ = [
+    "build_linear_head",
     "Frozen",
     "extract_features",
     "feature_layers",

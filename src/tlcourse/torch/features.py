@@ -87,6 +87,11 @@ def extract_features(
     return torch.cat(captured).numpy()
 
 
+def build_linear_head(in_features: int, num_classes: int = 10) -> nn.Linear:
+    """A linear classifier on ``in_features``-dimensional features (logits out)."""
+    return nn.Linear(in_features, num_classes)
+
+
 def fit_linear_probe(features, y, *, num_classes: int = 10, **fit_kwargs):
     """Train a linear classifier (``nn.Linear``) on fixed features; return (head, history).
 
@@ -107,7 +112,7 @@ def fit_linear_probe(features, y, *, num_classes: int = 10, **fit_kwargs):
     features = np.asarray(features, np.float32)
     if features.ndim != 2:
         raise ValueError(f"Expected features of shape (N, D), got {features.shape}.")
-    head = nn.Linear(features.shape[1], num_classes)
+    head = build_linear_head(features.shape[1], num_classes)
     history = fit(head, features, y, **{"quiet": True, **fit_kwargs})
     return head, history
 
