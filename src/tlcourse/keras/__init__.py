@@ -18,12 +18,30 @@ from tlcourse.keras.features import (  # noqa: E402
     feature_layers,
     fit_linear_probe,
 )
+from tlcourse.keras.finetune import (  # noqa: E402
+    BlockwiseAdamW,
+    block_names,
+    freeze,
+    l2sp_penalty,
+    param_groups,
+    reset_parameters,
+    trainable_summary,
+    unfreeze,
+)
 from tlcourse.keras.models import build_digit_net, clone_model, count_parameters  # noqa: E402
 from tlcourse.keras.source import get_source_model  # noqa: E402
 from tlcourse.keras.training import evaluate, fit, predict, set_seed  # noqa: E402
 from tlcourse.port import port_to_torch  # noqa: E402
 
 __all__ = [
+    "block_names",
+    "freeze",
+    "l2sp_penalty",
+    "param_groups",
+    "reset_parameters",
+    "trainable_summary",
+    "unfreeze",
+    "BlockwiseAdamW",
     "build_linear_head",
     "extract_features",
     "feature_layers",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import keras
@@ -63,10 +64,11 @@ def fit(
     *,
     num_epochs: int = 5,
     batch_size: int = 128,
-    lr: float = 3e-3,
+    lr: float | Mapping[str, float] = 3e-3,
     weight_decay: float = 0.0,
     schedule: str = "cosine",
     optimizer: keras.optimizers.Optimizer | None = None,
+    penalty: Callable[[keras.Model], object] | None = None,
     validation_data: tuple | None = None,
     seed: int = 0,
     checkpoint_path: str | os.PathLike | None = None,
@@ -76,8 +78,13 @@ def fit(
 ) -> dict[str, list[float]]:
     """Train a classifier on in-memory arrays with ``model.fit``, AdamW and cross-entropy.
 
-    Same arguments and result as :func:`tlcourse.torch.fit`. The model is (re)compiled
-    here, so changes to ``trainable`` made before the call take effect.
+    Same arguments and result as :func:`tlcourse.torch.fit`. The model is compiled here,
+    so changes to ``trainable`` made before the call take effect. Compiling makes Keras
+    trace the training step again (about two seconds on two CPU cores), so when the same
+    model object is trained again with the same trainable weights, optimiser settings and
+    penalty (e.g. once per seed, after resetting its weights), ``fit`` keeps the compiled
+    step and only resets the optimiser's state: the result is the same as after a fresh
+    compile.
 
     Parameters
     ----------
@@ -85,13 +92,19 @@ def fit(
         Maps ``(N, H, W, C)`` images to logits.
     X, y : array-like
         Images ``(N, H, W)`` (or ``(N, H, W, C)``) and integer labels ``(N,)``.
-    num_epochs, batch_size, lr, weight_decay
+    num_epochs, batch_size, weight_decay
         The usual; ``weight_decay`` is decoupled (AdamW), as in the PyTorch twin.
+    lr : float or mapping of str to float, default 3e-3
+        One learning rate, or one per block (discriminative learning rates, applied by
+        :class:`tlcourse.keras.BlockwiseAdamW`; see :func:`tlcourse.keras.param_groups`).
     schedule : {"cosine", "constant"}, default "cosine"
         ``"cosine"`` decays the learning rate from ``lr`` to 0 over all steps (per batch),
         exactly as the PyTorch twin does; ``"constant"`` keeps it fixed.
     optimizer : keras.optimizers.Optimizer, optional
         Use this optimiser, with its own learning rate or schedule, instead of a new AdamW.
+    penalty : callable, optional
+        ``penalty(model)`` returns a scalar added to every batch's loss (for example
+        :func:`tlcourse.keras.l2sp_penalty`); the reported ``loss`` includes it.
     validation_data : (X_val, y_val), optional
     seed : int, default 0
         Seeds the shuffling order (and every other Keras random draw).
@@ -119,17 +132,27 @@ def fit(
     if schedule not in SCHEDULES:
         raise ValueError(f"Unknown schedule {schedule!r}; valid: {SCHEDULES}.")
     set_seed(seed)
-    if optimizer is None:
-        steps = num_epochs * -(-len(X) // batch_size)
-        rate = keras.optimizers.schedules.CosineDecay(lr, steps) if schedule == "cosine" else lr
-        optimizer = keras.optimizers.AdamW(
-            learning_rate=rate, weight_decay=weight_decay, epsilon=1e-8
+    steps = num_epochs * -(-len(X) // batch_size)
+    if optimizer is not None:
+        if isinstance(lr, Mapping):
+            raise ValueError("Give per-block learning rates or an optimizer, not both.")
+        _compile(model, optimizer, penalty)
+    else:
+        # Everything the compiled training step depends on; equal key, same step.
+        key = (
+            tuple(id(w) for w in model.trainable_weights),
+            tuple(sorted(lr.items())) if isinstance(lr, Mapping) else float(lr),
+            schedule,
+            steps,
+            float(weight_decay),
+            id(penalty) if penalty is not None else None,
         )
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+        cached = _COMPILED.get(model)
+        if cached is not None and cached[0] == key and model.optimizer is cached[1]:
+            _reset_optimizer(model.optimizer)
+        else:
+            _compile(model, _make_optimizer(model, lr, schedule, steps, weight_decay), penalty)
+            _COMPILED[model] = (key, model.optimizer, penalty)
     if validation_data is not None:
         X_val, y_val = check_images_and_labels(*validation_data)
         validation_data = (_to_array(X_val), y_val)
@@ -167,6 +190,41 @@ def fit(
         for k in keys
         if k in result.history or k in earlier
     }
+
+
+# Models compiled by ``fit``: model -> (key, optimizer, penalty). Weak keys, so that the
+# cache never keeps a model alive; kept outside the model because Keras tracks attributes.
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _reset_optimizer(optimizer) -> None:
+    """Put an optimiser back in its freshly built state (step 0, zero moments)."""
+    for variable in optimizer.variables:
+        if variable.name != "learning_rate":  # a constant rate is a variable too; keep it
+            variable.assign(keras.ops.zeros_like(variable))
+
+
+def _make_optimizer(model, lr, schedule, steps, weight_decay):
+    if isinstance(lr, Mapping):
+        from tlcourse.keras.finetune import BlockwiseAdamW, param_groups
+
+        groups = param_groups(model, lr)
+        rate = keras.optimizers.schedules.CosineDecay(1.0, steps) if schedule == "cosine" else 1.0
+        return BlockwiseAdamW(groups, learning_rate=rate, weight_decay=weight_decay, epsilon=1e-8)
+    rate = keras.optimizers.schedules.CosineDecay(lr, steps) if schedule == "cosine" else lr
+    return keras.optimizers.AdamW(learning_rate=rate, weight_decay=weight_decay, epsilon=1e-8)
+
+
+def _compile(model, optimizer, penalty):
+    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if penalty is None:
+        loss = cross_entropy
+    else:
+
+        def loss(y_true, y_pred):
+            return cross_entropy(y_true, y_pred) + penalty(model)
+
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
 
 
 class _HistoryWriter(keras.callbacks.Callback):

@@ -18,11 +18,27 @@ from tlcourse.torch.features import (  # noqa: E402
     feature_layers,
     fit_linear_probe,
 )
+from tlcourse.torch.finetune import (  # noqa: E402
+    block_names,
+    freeze,
+    l2sp_penalty,
+    param_groups,
+    reset_parameters,
+    trainable_summary,
+    unfreeze,
+)
 from tlcourse.torch.models import build_digit_net, clone_model, count_parameters  # noqa: E402
 from tlcourse.torch.source import get_source_model  # noqa: E402
 from tlcourse.torch.training import evaluate, fit, predict, set_seed  # noqa: E402
 
 __all__ = [
+    "block_names",
+    "freeze",
+    "l2sp_penalty",
+    "param_groups",
+    "reset_parameters",
+    "trainable_summary",
+    "unfreeze",
     "build_linear_head",
     "Frozen",
     "extract_features",

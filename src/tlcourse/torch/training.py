@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +50,11 @@ def fit(
     *,
     num_epochs: int = 5,
     batch_size: int = 128,
-    lr: float = 3e-3,
+    lr: float | Mapping[str, float] = 3e-3,
     weight_decay: float = 0.0,
     schedule: str = "cosine",
     optimizer: torch.optim.Optimizer | None = None,
+    penalty: Callable[[nn.Module], torch.Tensor] | None = None,
     validation_data: tuple | None = None,
     seed: int = 0,
     checkpoint_path: str | os.PathLike | None = None,
@@ -69,8 +70,11 @@ def fit(
         Maps ``(N, C, H, W)`` images to logits.
     X, y : array-like
         Images ``(N, H, W)`` (or ``(N, C, H, W)``) and integer labels ``(N,)``.
-    num_epochs, batch_size, lr, weight_decay
+    num_epochs, batch_size, weight_decay
         The usual; ``weight_decay`` is decoupled (AdamW), as in the Keras twin.
+    lr : float or mapping of str to float, default 3e-3
+        One learning rate, or one per block (``{"block1": 1e-4, ..., "head": 1e-2}``,
+        discriminative learning rates; see :func:`tlcourse.torch.param_groups`).
     schedule : {"cosine", "constant"}, default "cosine"
         ``"cosine"`` decays every parameter group's learning rate from its initial value to
         0 over all steps (per batch), which makes the final model much less sensitive to
@@ -78,6 +82,10 @@ def fit(
     optimizer : torch.optim.Optimizer, optional
         Use this optimiser instead of a new AdamW over the trainable parameters (its
         learning rates are still scheduled).
+    penalty : callable, optional
+        ``penalty(model)`` returns a scalar tensor added to every batch's loss, e.g.
+        ``lambda m: l2sp_penalty(m, source, exclude=["head"])``. The reported ``loss``
+        includes it.
     validation_data : (X_val, y_val), optional
         Evaluated after every epoch.
     seed : int, default 0
@@ -116,7 +124,15 @@ def fit(
     if optimizer is None:
         if not params:
             raise ValueError("The model has no trainable parameters: everything is frozen.")
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        if isinstance(lr, Mapping):
+            from tlcourse.torch.finetune import param_groups
+
+            groups = param_groups(model, lr)
+            optimizer = torch.optim.AdamW(groups, lr=max(lr.values()), weight_decay=weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    elif isinstance(lr, Mapping):
+        raise ValueError("Give per-block learning rates or an optimizer, not both.")
     steps_per_epoch = -(-len(X_t) // batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: cosine_factor(step, num_epochs * steps_per_epoch, schedule)
@@ -150,6 +166,8 @@ def fit(
             idx = order[start : start + batch_size]
             logits = model(X_t[idx])
             loss = loss_fn(logits, y_t[idx])
+            if penalty is not None:
+                loss = loss + penalty(model)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

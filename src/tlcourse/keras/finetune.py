@@ -1,0 +1,251 @@
+"""Freezing, per-block learning rates and L2-SP in Keras 3 (twin: :mod:`tlcourse.torch.finetune`).
+
+A *block* is a top-level layer of the model (``model.layers`` without the input layer):
+``block1`` ... ``head`` for the digit net, ``Conv1`` ... ``out_relu`` for MobileNetV2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import keras
+import numpy as np
+import pandas as pd
+
+from tlcourse.finetune import blocks_down_to, blocks_until, check_block, check_block_lrs
+from tlcourse.keras.checkpoints import _weights_by_path
+
+
+def _blocks(model: keras.Model) -> dict[str, keras.layers.Layer]:
+    blocks = {
+        layer.name: layer
+        for layer in model.layers
+        if not isinstance(layer, keras.layers.InputLayer)
+    }
+    if not blocks:
+        raise ValueError(f"Model {model.name!r} has no layers to freeze or unfreeze.")
+    return blocks
+
+
+def block_names(model: keras.Model) -> list[str]:
+    """The model's blocks (top-level layers without the input layer), in order."""
+    return list(_blocks(model))
+
+
+def freeze(model: keras.Model, until: str | None = None) -> keras.Model:
+    """Freeze the blocks from the first up to and including ``until`` (all for ``None``).
+
+    Sets ``trainable = False`` on each block. In Keras this also runs the block's
+    BatchNorm layers in inference mode (moving statistics used, not updated), which is
+    what a frozen block should do. As always in Keras, the change takes effect at the
+    next ``compile`` (:func:`tlcourse.keras.fit` compiles for you).
+
+    Returns
+    -------
+    keras.Model
+        ``model`` itself.
+
+    Raises
+    ------
+    ValueError
+        For an unknown block name (the valid names are listed).
+    """
+    blocks = _blocks(model)
+    for name in blocks_until(list(blocks), until):
+        blocks[name].trainable = False
+    return model
+
+
+def unfreeze(model: keras.Model, down_to: str | None = None) -> keras.Model:
+    """Unfreeze the blocks from the last one down to and including ``down_to`` (all for None).
+
+    Note that an unfrozen BatchNorm layer runs in training mode again (batch statistics,
+    moving averages updated) unless its block is called with ``training=False``.
+
+    Returns
+    -------
+    keras.Model
+        ``model`` itself.
+    """
+    blocks = _blocks(model)
+    for name in blocks_down_to(list(blocks), down_to):
+        blocks[name].trainable = True
+    return model
+
+
+def _is_bn(layer) -> bool:
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def _sublayers(layer) -> list:
+    out = [layer]
+    for sub in getattr(layer, "layers", []):
+        out.extend(_sublayers(sub))
+    return out
+
+
+def _size(weights, skip: set[int]) -> int:
+    return int(sum(int(np.prod(w.shape)) for w in weights if id(w) not in skip))
+
+
+def trainable_summary(model: keras.Model) -> pd.DataFrame:
+    """One row per block: trainable and frozen weight counts and what BatchNorm does.
+
+    Same columns as :func:`tlcourse.torch.trainable_summary`. BatchNorm moving statistics
+    are not counted as weights (as in PyTorch, where they are buffers); the ``batchnorm
+    statistics`` column says ``"fixed"`` for BatchNorm layers that are not trainable
+    (inference mode) and ``"updated"`` otherwise.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by block name.
+    """
+    rows = []
+    for name, block in _blocks(model).items():
+        bns = [layer for layer in _sublayers(block) if _is_bn(layer)]
+        stats = {id(w) for bn in bns for w in (bn.moving_mean, bn.moving_variance)}
+        bn_state = "" if not bns else "updated" if all(b.trainable for b in bns) else "fixed"
+        rows.append(
+            {
+                "block": name,
+                "trainable": _size(block.trainable_weights, stats),
+                "frozen": _size(block.non_trainable_weights, stats),
+                "batchnorm statistics": bn_state,
+            }
+        )
+    return pd.DataFrame(rows).set_index("block")
+
+
+def param_groups(model: keras.Model, lrs_by_block: Mapping[str, float]) -> list[dict]:
+    """Groups of trainable variables with one learning rate per block.
+
+    Same rules as :func:`tlcourse.torch.param_groups`; the groups feed
+    :class:`BlockwiseAdamW` (which :func:`tlcourse.keras.fit` builds when ``lr`` is a
+    mapping).
+
+    Returns
+    -------
+    list of dict
+        ``[{"variables": [...], "lr": ..., "name": block}, ...]``.
+    """
+    blocks = _blocks(model)
+    trainable = {name: list(block.trainable_weights) for name, block in blocks.items()}
+    lrs = check_block_lrs(lrs_by_block, list(blocks), [n for n, vs in trainable.items() if vs])
+    return [
+        {"variables": trainable[name], "lr": lr, "name": name}
+        for name, lr in lrs.items()
+        if trainable[name]
+    ]
+
+
+class BlockwiseAdamW(keras.optimizers.Adam):
+    """AdamW with a learning rate per group of variables (Keras has no parameter groups).
+
+    Each variable's step uses ``schedule(step) * group_lr``, and its decoupled weight decay
+    is ``schedule(step) * group_lr * weight_decay``, exactly as ``torch.optim.AdamW`` does
+    with parameter groups and a multiplicative scheduler.
+
+    Parameters
+    ----------
+    groups : list of dict
+        From :func:`param_groups`.
+    learning_rate : float or schedule, default 1.0
+        A multiplier common to all groups (e.g. ``CosineDecay(1.0, steps)``).
+    weight_decay : float, default 0.0
+    **kwargs
+        Passed to ``keras.optimizers.Adam`` (``epsilon``, ``beta_1``...).
+    """
+
+    def __init__(self, groups, learning_rate=1.0, weight_decay: float = 0.0, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self._group_lr = {id(v): g["lr"] for g in groups for v in g["variables"]}
+        self._decay = float(weight_decay)
+
+    def build(self, variables):
+        super().build(variables)
+        missing = [v.path for v in variables if id(v) not in self._group_lr]
+        if missing:
+            raise ValueError(f"Variables without a learning rate group: {missing}.")
+        self._factors = [self._group_lr[id(v)] for v in variables]
+
+    def update_step(self, gradient, variable, learning_rate):
+        factor = self._factors[self._get_variable_index(variable)]
+        rate = keras.ops.cast(learning_rate, variable.dtype) * factor
+        if self._decay:
+            variable.assign(variable - variable * (rate * self._decay))
+        super().update_step(gradient, variable, rate)
+
+
+def l2sp_penalty(
+    model: keras.Model,
+    reference: keras.Model | Mapping[str, np.ndarray] | None = None,
+    *,
+    alpha: float = 1e-2,
+    beta: float = 1e-2,
+    exclude: Iterable[str] = (),
+):
+    """The L2-SP penalty of Li et al. (2018); same definition as the PyTorch twin.
+
+    Weights are matched with ``reference`` by path (``block1/conv/kernel``); only trainable
+    weights count. ``reference=None`` gives the plain L2 penalty towards zero.
+
+    Returns
+    -------
+    A scalar tensor to add to the loss.
+    """
+    blocks = block_names(model)
+    excluded = {check_block(name, blocks) for name in exclude}
+    if isinstance(reference, keras.Model):
+        # The reference model's variables are read where the penalty is computed (also
+        # inside a traced training step); no gradient flows into them.
+        reference = {p: keras.ops.stop_gradient(w) for p, w in _weights_by_path(reference).items()}
+    trainable = {id(w) for w in model.trainable_weights}
+    total = 0.0
+    for path, w in _weights_by_path(model).items():
+        if id(w) not in trainable:
+            continue
+        if reference is None:
+            total = total + alpha / 2 * keras.ops.sum(keras.ops.square(w))
+        elif path.split("/")[0] in excluded:
+            total = total + beta / 2 * keras.ops.sum(keras.ops.square(w))
+        else:
+            ref = reference.get(path)
+            if ref is None or tuple(np.shape(ref)) != tuple(w.shape):
+                raise ValueError(
+                    f"Weight {path!r} has no reference value of shape {tuple(w.shape)}; "
+                    "list its block in `exclude` if it is new."
+                )
+            ref = ref if keras.ops.is_tensor(ref) else np.asarray(ref, np.float32)
+            total = total + alpha / 2 * keras.ops.sum(keras.ops.square(w - ref))
+    return keras.ops.convert_to_tensor(total, dtype="float32")
+
+
+def reset_parameters(model: keras.Model, blocks: Iterable[str] = ("head",)) -> keras.Model:
+    """Re-initialise the named blocks from their layers' initialisers.
+
+    A Keras initialiser made without a seed fixes one at construction and returns the same
+    values on every call; here each random initialiser gets a new seed drawn from NumPy's
+    global generator, which ``set_seed`` seeds, so runs repeat and seeds differ.
+
+    Raises
+    ------
+    ValueError
+        For an unknown block, or a weight whose layer has no ``<name>_initializer``.
+    """
+    all_blocks = _blocks(model)
+    for name in blocks:
+        check_block(name, list(all_blocks))
+        for layer in _sublayers(all_blocks[name]):
+            if hasattr(layer, "layers"):
+                continue
+            for w in layer.weights:
+                init = getattr(layer, f"{w.name}_initializer", None)
+                if init is None:
+                    raise ValueError(f"Cannot re-initialise {layer.name}/{w.name}.")
+                config = init.get_config()
+                if "seed" in config:
+                    seed = int(np.random.randint(2**31 - 1))  # noqa: NPY002 - seeded by set_seed
+                    init = type(init).from_config({**config, "seed": seed})
+                w.assign(init(w.shape, dtype=w.dtype))
+    return model

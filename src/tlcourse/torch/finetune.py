@@ -1,0 +1,243 @@
+"""Freezing, per-block learning rates and L2-SP in PyTorch (twin: :mod:`tlcourse.keras.finetune`).
+
+A *block* is a top-level child of the model (``model.named_children()``): ``block1`` ...
+``head`` for the digit net, ``conv1`` ... ``layer4``, ``fc`` for a torchvision ResNet.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterable, Mapping
+
+import pandas as pd
+import torch
+from torch import nn
+
+from tlcourse.finetune import blocks_down_to, blocks_until, check_block, check_block_lrs
+
+_BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
+
+
+def block_names(model: nn.Module) -> list[str]:
+    """The model's blocks (top-level children), in order."""
+    names = [name for name, _ in model.named_children()]
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no child modules to freeze or unfreeze.")
+    return names
+
+
+def _stay_in_eval(self: nn.Module, mode: bool = True) -> nn.Module:
+    # Replaces train() on a frozen block: whatever the outer model asks, the block stays
+    # in eval mode, so its BatchNorm layers use and keep their pretrained statistics.
+    self.training = False
+    for module in self.children():
+        module.train(False)
+    return self
+
+
+def is_frozen(block: nn.Module) -> bool:
+    """Whether ``block`` was frozen by :func:`freeze` (no gradients, pinned to eval mode)."""
+    return "train" in vars(block)
+
+
+def freeze(model: nn.Module, until: str | None = None) -> nn.Module:
+    """Freeze the blocks from the first up to and including ``until`` (all for ``None``).
+
+    Freezing does two things, and a correct fine-tuning setup needs both:
+
+    1. ``requires_grad_(False)`` on the block's parameters: no gradients, so the optimiser
+       never changes them (and :func:`tlcourse.torch.fit` does not even hand them to it);
+    2. the block is put in ``eval()`` mode *and kept there* when ``model.train()`` is
+       called later, so its BatchNorm layers normalise with their pretrained running
+       statistics and do not overwrite them with the target batches' statistics.
+
+    Setting ``requires_grad = False`` alone (the usual recipe) skips step 2: BatchNorm's
+    running statistics, which are buffers rather than parameters, keep moving.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    until : str, optional
+        Name of the last block to freeze.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model`` itself, for chaining.
+
+    Raises
+    ------
+    ValueError
+        For an unknown block name (the valid names are listed).
+    """
+    children = dict(model.named_children())
+    for name in blocks_until(block_names(model), until):
+        block = children[name]
+        block.requires_grad_(False)
+        block.train = types.MethodType(_stay_in_eval, block)
+        block.eval()
+    return model
+
+
+def unfreeze(model: nn.Module, down_to: str | None = None) -> nn.Module:
+    """Unfreeze the blocks from the last one down to and including ``down_to`` (all for None).
+
+    The reverse of :func:`freeze`: parameters get ``requires_grad`` again and the blocks
+    follow the model's train/eval mode again. Gradual unfreezing calls it with ``"head"``,
+    then ``"block3"``, then ``"block2"`` ...
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model`` itself.
+    """
+    children = dict(model.named_children())
+    for name in blocks_down_to(block_names(model), down_to):
+        block = children[name]
+        block.requires_grad_(True)
+        if is_frozen(block):
+            del block.train
+        block.train(model.training)
+    return model
+
+
+def trainable_summary(model: nn.Module) -> pd.DataFrame:
+    """One row per block: trainable and frozen parameter counts and what BatchNorm does.
+
+    The ``batchnorm statistics`` column says what happens to the block's BatchNorm running
+    statistics when the model trains: ``"fixed"`` for a block frozen with :func:`freeze`,
+    ``"updated"`` otherwise (also for a block whose parameters were only given
+    ``requires_grad = False``), empty for a block without BatchNorm.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by block name.
+    """
+    rows = []
+    for name, block in model.named_children():
+        params = list(block.parameters())
+        has_bn = any(isinstance(m, _BN_TYPES) for m in block.modules())
+        rows.append(
+            {
+                "block": name,
+                "trainable": sum(p.numel() for p in params if p.requires_grad),
+                "frozen": sum(p.numel() for p in params if not p.requires_grad),
+                "batchnorm statistics": ("fixed" if is_frozen(block) else "updated")
+                if has_bn
+                else "",
+            }
+        )
+    return pd.DataFrame(rows).set_index("block")
+
+
+def param_groups(model: nn.Module, lrs_by_block: Mapping[str, float]) -> list[dict]:
+    """Optimiser parameter groups with one learning rate per block (discriminative rates).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    lrs_by_block : mapping of str to float
+        A learning rate for every block that has trainable parameters; frozen blocks may be
+        left out (their parameters are not included).
+
+    Returns
+    -------
+    list of dict
+        ``[{"params": [...], "lr": ..., "name": block}, ...]``, ready for
+        ``torch.optim.AdamW(groups, ...)``; only trainable parameters are included.
+
+    Raises
+    ------
+    ValueError
+        For an unknown block, a non-positive rate, or a trainable block without a rate.
+
+    Example
+    -------
+    >>> groups = param_groups(model, {"block1": 1e-4, "block2": 3e-4, "block3": 1e-3,
+    ...                               "head": 1e-2})
+    >>> optimizer = torch.optim.AdamW(groups)
+    """
+    children = dict(model.named_children())
+    trainable = {
+        name: [p for p in block.parameters() if p.requires_grad] for name, block in children.items()
+    }
+    lrs = check_block_lrs(lrs_by_block, list(children), [n for n, ps in trainable.items() if ps])
+    return [
+        {"params": trainable[name], "lr": lr, "name": name}
+        for name, lr in lrs.items()
+        if trainable[name]
+    ]
+
+
+def l2sp_penalty(
+    model: nn.Module,
+    reference: nn.Module | Mapping[str, torch.Tensor] | None = None,
+    *,
+    alpha: float = 1e-2,
+    beta: float = 1e-2,
+    exclude: Iterable[str] = (),
+) -> torch.Tensor:
+    """The L2-SP penalty of Li et al. (2018): pull weights towards their pretrained values.
+
+    .. math:: \\Omega(w) = \\frac{\\alpha}{2}\\lVert w_S - w_S^0\\rVert^2
+              + \\frac{\\beta}{2}\\lVert w_{\\bar S}\\rVert^2
+
+    where :math:`w_S` are the transferred parameters, :math:`w_S^0` their values in
+    ``reference`` and :math:`w_{\\bar S}` the new ones (the blocks in ``exclude``). With
+    ``reference=None`` every parameter is pulled towards zero with strength ``alpha``:
+    the plain L2 penalty ("weight decay" added to the loss), the baseline L2-SP improves on.
+    Only trainable parameters count.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    reference : torch.nn.Module or state dict, optional
+        The pretrained starting point, matched by parameter name.
+    alpha, beta : float, default 1e-2
+    exclude : iterable of str
+        Blocks that were not transferred (e.g. ``("head",)``, re-initialised).
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar to add to the loss.
+
+    Raises
+    ------
+    ValueError
+        For an unknown block in ``exclude``, or a transferred parameter missing from
+        ``reference`` or of another shape.
+    """
+    names = block_names(model)
+    excluded = {check_block(name, names) for name in exclude}
+    if reference is not None:
+        reference = reference.state_dict() if isinstance(reference, nn.Module) else reference
+    total = torch.zeros(())
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if reference is None:
+            total = total + alpha / 2 * p.pow(2).sum()
+        elif name.split(".")[0] in excluded:
+            total = total + beta / 2 * p.pow(2).sum()
+        else:
+            ref = reference.get(name)
+            if ref is None or ref.shape != p.shape:
+                raise ValueError(
+                    f"Parameter {name!r} has no reference value of shape {tuple(p.shape)}; "
+                    "list its block in `exclude` if it is new."
+                )
+            total = total + alpha / 2 * (p - ref.detach()).pow(2).sum()
+    return total
+
+
+def reset_parameters(model: nn.Module, blocks: Iterable[str] = ("head",)) -> nn.Module:
+    """Re-initialise the named blocks (e.g. a new head), drawing from torch's global RNG."""
+    children = dict(model.named_children())
+    for name in blocks:
+        check_block(name, list(children))
+        for module in children[name].modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    return model
