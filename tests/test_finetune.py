@@ -292,3 +292,143 @@ def test_augment_digits(tiny_digits):
         augment_digits(X[:2], copies=0)
     with pytest.raises(ValueError, match="28, 28"):
         augment_digits(X[:2, :14], copies=1)
+
+
+@BACKENDS
+def test_freeze_batchnorm_keeps_every_bn_layer_as_pretrained(backend, tiny_digits):
+    (X, y), _ = tiny_digits
+    backend.set_seed(0)
+    model = backend.freeze_batchnorm(backend.build_digit_net(width=4))
+    assert list(backend.trainable_summary(model)["batchnorm statistics"]) == ["fixed"] * 3 + [""]
+    before = state(backend, model)
+    backend.fit(model, X, y, num_epochs=1, quiet=True)
+    after = state(backend, model)
+    bn = [k for k in before if "bn" in k]
+    assert bn and all(np.array_equal(before[k], after[k]) for k in bn)
+    assert changed_blocks({k: before[k] for k in before if k not in bn}, after) == set(BLOCKS)
+    backend.unfreeze(model)
+    assert list(backend.trainable_summary(model)["batchnorm statistics"]) == ["updated"] * 3 + [""]
+
+
+@BACKENDS
+def test_gradual_unfreezing_trains_one_more_block_per_stage(backend, tiny_digits):
+    (X, y), _ = tiny_digits
+    backend.set_seed(0)
+    model = backend.build_digit_net(width=4)
+    before = state(backend, model)
+    history = backend.fit_gradual_unfreezing(
+        model, X, y, stages=["head", "block3"], epochs_per_stage=1, quiet=True
+    )
+    assert len(history["loss"]) == 2
+    assert changed_blocks(before, state(backend, model)) == {"block3", "head"}
+    assert backend.trainable_summary(model).loc["block2", "trainable"] == 0
+    with pytest.raises(ValueError, match="Valid blocks are"):
+        backend.fit_gradual_unfreezing(model, X, y, stages=["fc"], quiet=True)
+    if backend is tk:  # a second call reuses each stage's compiled step
+        from tlcourse.keras.finetune import _STAGE_VIEWS
+
+        views = dict(_STAGE_VIEWS[model])
+        functions = {stage: view.train_function for stage, view in views.items()}
+        backend.fit_gradual_unfreezing(
+            model, X, y, stages=["head", "block3"], epochs_per_stage=1, quiet=True
+        )
+        assert all(views[s].train_function is f for s, f in functions.items())
+
+
+def test_strategy_rejects_contradictions():
+    from tlcourse.finetune import Strategy
+
+    with pytest.raises(ValueError, match="penalty"):
+        Strategy(penalty="l1")
+    with pytest.raises(ValueError, match="from_scratch"):
+        Strategy(from_scratch=True, penalty="l2sp")
+    with pytest.raises(ValueError, match="gradual"):
+        Strategy(gradual=True, freeze_until="block1")
+
+
+@BACKENDS
+def test_fine_tune_applies_each_strategy(backend, tiny_digits):
+    from tlcourse.finetune import Strategy, fine_tune
+
+    (X, y), _ = tiny_digits
+    backend.set_seed(0)
+    source = backend.build_digit_net(width=4)
+    model = backend.clone_model(source)
+    recipe = dict(seed=1, num_epochs=2, batch_size=64, lr=1e-2)
+    src = state(backend, source)
+    fine_tune(backend, model, source, X, y, Strategy(freeze_until="block2"), **recipe)
+    assert changed_blocks(src, state(backend, model)) == {"block3", "head"}
+    once = state(backend, model)
+    # Reusing the model object gives the same result: it is reset to the source first.
+    fine_tune(backend, model, source, X, y, Strategy(freeze_until="block2"), **recipe)
+    again = state(backend, model)
+    assert all(np.allclose(once[k], again[k], atol=1e-6) for k in once)
+    fine_tune(backend, model, source, X, y, Strategy(penalty="l2sp", alpha=1.0), **recipe)
+    assert changed_blocks(src, state(backend, model)) == set(BLOCKS)
+    fine_tune(backend, model, source, X, y, Strategy(from_scratch=True), **recipe)
+    assert np.array_equal(
+        state(backend, source)["block1" + (".conv.weight" if backend is tt else "/conv/kernel")],
+        src["block1" + (".conv.weight" if backend is tt else "/conv/kernel")],
+    )
+
+
+def test_run_strategies_shapes_and_repeatability(tiny_digits):
+    from tlcourse.experiments import run_strategies
+    from tlcourse.finetune import Strategy
+
+    (X, y), (X_test, y_test) = tiny_digits
+    tt.set_seed(0)
+    source = tt.build_digit_net(width=4)
+    strategies = {"head": Strategy(freeze_until="block3"), "gradual": Strategy(gradual=True)}
+    kwargs = dict(
+        k_per_class=3,
+        seeds=[0, 1],
+        test_per_class=5,
+        num_epochs=4,
+        batch_size=16,
+        lr=1e-2,
+        quiet=True,
+        extra_test_sets={"other": (X_test, y_test)},
+    )
+    out = run_strategies(tt, source, strategies, X, y, **kwargs)
+    assert set(out) == set(strategies) and out["head"].shape == (2, 2)
+    assert ((out["head"] >= 0) & (out["head"] <= 1)).all()
+    again = run_strategies(tt, source, strategies, X, y, augment_copies=0, **kwargs)
+    np.testing.assert_array_equal(out["gradual"], again["gradual"])
+    with pytest.raises(ValueError, match="non-empty"):
+        run_strategies(tt, source, {}, X, y, k_per_class=1, seeds=[0])
+
+
+def test_run_transferability_shapes(tiny_digits):
+    from tlcourse.experiments import TRANSFER_VARIANTS, run_transferability
+
+    (X, y), _ = tiny_digits
+    recipe = dict(num_epochs=1, batch_size=32, lr=1e-2)
+    base_b, transfer = run_transferability(
+        tt,
+        X,
+        y,
+        classes_a=[0, 1, 2],
+        classes_b=[3, 4],
+        k_per_class_b=5,
+        seeds=[0],
+        base_recipe=recipe,
+        recipe=recipe,
+        width=4,
+        test_per_class=5,
+        quiet=True,
+    )
+    assert base_b.shape == (1,) and transfer.shape == (1, 3, len(TRANSFER_VARIANTS))
+    assert ((transfer >= 0) & (transfer <= 1)).all()
+    with pytest.raises(ValueError, match="overlap"):
+        run_transferability(
+            tt,
+            X,
+            y,
+            classes_a=[0, 1],
+            classes_b=[1, 2],
+            k_per_class_b=1,
+            seeds=[0],
+            base_recipe=recipe,
+            recipe=recipe,
+        )

@@ -8,7 +8,10 @@ both frameworks accept and reject exactly the same requests.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
 
 
 def check_block(name: str, blocks: Sequence[str], what: str = "block") -> str:
@@ -80,3 +83,118 @@ def discriminative_lrs(blocks: Sequence[str], top_lr: float, factor: float) -> d
         raise ValueError(f"Need top_lr > 0 and factor >= 1, got {top_lr!r} and {factor!r}.")
     n = len(blocks)
     return {name: top_lr / factor ** (n - 1 - i) for i, name in enumerate(blocks)}
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A fine-tuning recipe: what to reset, what to freeze, how to train.
+
+    Attributes
+    ----------
+    freeze_until : str, optional
+        Freeze the blocks up to and including this one (``"block3"``: head only).
+    from_scratch : bool
+        Re-initialise every block instead of starting from the pretrained weights.
+    lr_factor : float, optional
+        Discriminative learning rates: each block's rate is the next block's divided by
+        this factor (see :func:`discriminative_lrs`).
+    gradual : bool
+        Gradual unfreezing, one block per stage from the head down, the epochs split evenly
+        between the stages.
+    penalty : {"l2", "l2sp"}, optional
+        Add the L2 penalty (towards zero) or the L2-SP penalty (towards the pretrained
+        weights) with strength ``alpha`` (``beta = alpha`` for the new head).
+    alpha : float
+    fixed_batchnorm : bool
+        Keep every BatchNorm layer as pretrained (``freeze_batchnorm``).
+    """
+
+    freeze_until: str | None = None
+    from_scratch: bool = False
+    lr_factor: float | None = None
+    gradual: bool = False
+    penalty: str | None = None
+    alpha: float = 0.1
+    fixed_batchnorm: bool = False
+
+    def __post_init__(self):
+        if self.penalty not in (None, "l2", "l2sp"):
+            raise ValueError(f"Unknown penalty {self.penalty!r}; valid: None, 'l2', 'l2sp'.")
+        if self.from_scratch and self.penalty == "l2sp":
+            raise ValueError("L2-SP pulls towards pretrained weights; from_scratch has none.")
+        if self.gradual and (self.freeze_until or self.lr_factor):
+            raise ValueError("gradual unfreezing decides what is frozen; combine it with neither.")
+
+
+# model -> {strategy: penalty function}: one function per model and strategy, so that a
+# Keras model trained again with the same strategy keeps its compiled training step.
+_PENALTIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _penalty(backend: ModuleType, model, source, strategy: Strategy):
+    if strategy.penalty is None:
+        return None
+    cache = _PENALTIES.setdefault(model, {})
+    if strategy not in cache:
+        head = backend.block_names(model)[-1]
+        reference = None if strategy.penalty == "l2" else _reference(backend, source)
+        a = strategy.alpha
+
+        def penalty(m):
+            return backend.l2sp_penalty(m, reference, alpha=a, beta=a, exclude=[head])
+
+        cache[strategy] = penalty
+    return cache[strategy]
+
+
+def _reference(backend: ModuleType, source):
+    # PyTorch: a detached copy of the pretrained state; Keras: the source model itself,
+    # whose variables the traced penalty reads.
+    if backend.__name__.endswith("torch"):
+        return {k: v.detach().clone() for k, v in source.state_dict().items()}
+    return source
+
+
+def fine_tune(
+    backend: ModuleType,
+    model,
+    source,
+    X,
+    y,
+    strategy: Strategy,
+    *,
+    seed: int,
+    num_epochs: int,
+    batch_size: int,
+    lr: float,
+    quiet: bool = True,
+):
+    """Reset ``model`` to ``source`` with a new head, apply ``strategy``, train on (X, y).
+
+    The same code runs on both frameworks (``backend`` is :mod:`tlcourse.torch` or
+    :mod:`tlcourse.keras`). ``model`` must have the architecture of ``source``; reusing one
+    model object across seeds lets Keras keep its compiled training step.
+
+    Returns
+    -------
+    The trained ``model``.
+    """
+    blocks = backend.block_names(model)
+    backend.set_seed(seed)
+    backend.unfreeze(model)
+    backend.load_matching(model, source)  # every weight and statistic, as pretrained
+    backend.reset_parameters(model, blocks if strategy.from_scratch else blocks[-1:])
+    if strategy.freeze_until is not None:
+        backend.freeze(model, until=strategy.freeze_until)
+    if strategy.fixed_batchnorm:
+        backend.freeze_batchnorm(model)
+    common = {"batch_size": batch_size, "seed": seed, "quiet": quiet}
+    if strategy.gradual:
+        backend.fit_gradual_unfreezing(
+            model, X, y, epochs_per_stage=max(1, num_epochs // len(blocks)), lr=lr, **common
+        )
+    else:
+        rate = discriminative_lrs(blocks, lr, strategy.lr_factor) if strategy.lr_factor else lr
+        penalty = _penalty(backend, model, source, strategy)
+        backend.fit(model, X, y, num_epochs=num_epochs, lr=rate, penalty=penalty, **common)
+    return model

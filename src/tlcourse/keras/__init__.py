@@ -21,7 +21,9 @@ from tlcourse.keras.features import (  # noqa: E402
 from tlcourse.keras.finetune import (  # noqa: E402
     BlockwiseAdamW,
     block_names,
+    fit_gradual_unfreezing,
     freeze,
+    freeze_batchnorm,
     l2sp_penalty,
     param_groups,
     reset_parameters,
@@ -35,7 +37,9 @@ from tlcourse.port import port_to_torch  # noqa: E402
 
 __all__ = [
     "block_names",
+    "fit_gradual_unfreezing",
     "freeze",
+    "freeze_batchnorm",
     "l2sp_penalty",
     "param_groups",
     "reset_parameters",

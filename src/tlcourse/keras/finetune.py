@@ -6,6 +6,7 @@ A *block* is a top-level layer of the model (``model.layers`` without the input 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping
 
 import keras
@@ -52,8 +53,15 @@ def freeze(model: keras.Model, until: str | None = None) -> keras.Model:
     """
     blocks = _blocks(model)
     for name in blocks_until(list(blocks), until):
-        blocks[name].trainable = False
+        _set_trainable(blocks[name], False)
     return model
+
+
+def _set_trainable(block, value: bool) -> None:
+    # Set on every nested layer explicitly: a nested Sequential does not always pass a
+    # new value on to layers whose own flag was changed before (e.g. by freeze_batchnorm).
+    for layer in _sublayers(block):
+        layer.trainable = value
 
 
 def unfreeze(model: keras.Model, down_to: str | None = None) -> keras.Model:
@@ -69,7 +77,27 @@ def unfreeze(model: keras.Model, down_to: str | None = None) -> keras.Model:
     """
     blocks = _blocks(model)
     for name in blocks_down_to(list(blocks), down_to):
-        blocks[name].trainable = True
+        _set_trainable(blocks[name], True)
+    return model
+
+
+def freeze_batchnorm(model: keras.Model) -> keras.Model:
+    """Keep every BatchNorm layer exactly as pretrained while the rest trains.
+
+    Sets ``trainable = False`` on each BatchNormalization layer (nested ones included):
+    scale and shift are no longer trained and the layer runs in inference mode, using and
+    keeping its moving statistics. Same effect as :func:`tlcourse.torch.freeze_batchnorm`;
+    :func:`unfreeze` undoes it.
+
+    Returns
+    -------
+    keras.Model
+        ``model`` itself.
+    """
+    for block in _blocks(model).values():
+        for layer in _sublayers(block):
+            if _is_bn(layer):
+                layer.trainable = False
     return model
 
 
@@ -249,3 +277,60 @@ def reset_parameters(model: keras.Model, blocks: Iterable[str] = ("head",)) -> k
                     init = type(init).from_config({**config, "seed": seed})
                 w.assign(init(w.shape, dtype=w.dtype))
     return model
+
+
+# model -> {stage: view}; see fit_gradual_unfreezing.
+_STAGE_VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def fit_gradual_unfreezing(
+    model: keras.Model,
+    X,
+    y,
+    *,
+    stages: Iterable[str] | None = None,
+    epochs_per_stage: int = 2,
+    **fit_kwargs,
+) -> dict[str, list[float]]:
+    """Gradual unfreezing (Howard & Ruder, 2018): train the head, then unfreeze one more
+    block per stage, from the top down.
+
+    Stage ``i`` freezes everything, unfreezes the blocks from the last one down to
+    ``stages[i]`` and trains for ``epochs_per_stage`` epochs with a fresh optimiser and
+    learning-rate schedule.
+
+    Parameters
+    ----------
+    model
+    X, y : array-like
+        Training images and labels.
+    stages : sequence of str, optional
+        The block to unfreeze down to at each stage; default: every block, last first
+        (``["head", "block3", "block2", "block1"]`` for the digit net).
+    epochs_per_stage : int, default 2
+    **fit_kwargs
+        Passed to ``fit`` (``lr``, ``batch_size``, ``seed``, ``quiet``...).
+
+    Each stage trains a *view* of ``model`` (``keras.Model(model.inputs, model.outputs)``:
+    the same layers and weights) that is kept for the next call, so that calling this again
+    on the same model (say, once per seed) reuses each stage's compiled training step
+    instead of tracing four new ones.
+
+    Returns
+    -------
+    dict
+        The stages' histories, concatenated (``loss``, ``accuracy`` per epoch).
+    """
+    from tlcourse.keras.training import fit
+
+    stages = list(reversed(block_names(model))) if stages is None else list(stages)
+    views = _STAGE_VIEWS.setdefault(model, {})
+    history: dict[str, list[float]] = {}
+    for stage in stages:
+        unfreeze(freeze(model), down_to=stage)
+        if stage not in views:
+            views[stage] = keras.Model(model.inputs, model.outputs, name=f"{model.name}_{stage}")
+        result = fit(views[stage], X, y, num_epochs=epochs_per_stage, **fit_kwargs)
+        for key, values in result.items():
+            history.setdefault(key, []).extend(values)
+    return history

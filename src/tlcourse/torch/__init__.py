@@ -20,7 +20,9 @@ from tlcourse.torch.features import (  # noqa: E402
 )
 from tlcourse.torch.finetune import (  # noqa: E402
     block_names,
+    fit_gradual_unfreezing,
     freeze,
+    freeze_batchnorm,
     l2sp_penalty,
     param_groups,
     reset_parameters,
@@ -33,7 +35,9 @@ from tlcourse.torch.training import evaluate, fit, predict, set_seed  # noqa: E4
 
 __all__ = [
     "block_names",
+    "fit_gradual_unfreezing",
     "freeze",
+    "freeze_batchnorm",
     "l2sp_penalty",
     "param_groups",
     "reset_parameters",

@@ -142,7 +142,7 @@ def _valid_names(model: nn.Module) -> list[str]:
 
 def load_matching(
     model: nn.Module,
-    state: Mapping[str, torch.Tensor] | str | os.PathLike,
+    state: nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike,
     exclude: Iterable[str] = (),
 ) -> RestoreReport:
     """Copy the entries of ``state`` whose names and shapes match ``model``; report the rest.
@@ -154,8 +154,9 @@ def load_matching(
     Parameters
     ----------
     model : torch.nn.Module
-    state : mapping or path-like
-        A state dict, or a file saved by :func:`save_checkpoint` or ``torch.save``.
+    state : torch.nn.Module, mapping or path-like
+        A model, a state dict, or a file saved by :func:`save_checkpoint` or
+        ``torch.save``.
     exclude : iterable of str
         Module names not to restore, e.g. ``("head",)`` or ``("fc",)``; a name excludes
         the module and everything inside it.
@@ -178,7 +179,9 @@ def load_matching(
     ['fc.weight', 'fc.bias']
     """
     exclude = check_exclusions(exclude, _valid_names(model))
-    if not isinstance(state, Mapping):
+    if isinstance(state, nn.Module):
+        state = state.state_dict()
+    elif not isinstance(state, Mapping):
         state = read_checkpoint(state)["model"]
     model_state = model.state_dict()
     report = match_entries(

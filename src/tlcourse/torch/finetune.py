@@ -95,9 +95,31 @@ def unfreeze(model: nn.Module, down_to: str | None = None) -> nn.Module:
     for name in blocks_down_to(block_names(model), down_to):
         block = children[name]
         block.requires_grad_(True)
-        if is_frozen(block):
-            del block.train
+        for module in block.modules():  # the block, or BatchNorm layers pinned inside it
+            if is_frozen(module):
+                del module.train
         block.train(model.training)
+    return model
+
+
+def freeze_batchnorm(model: nn.Module) -> nn.Module:
+    """Keep every BatchNorm layer exactly as pretrained while the rest trains.
+
+    Each BatchNorm layer's scale and shift get ``requires_grad=False`` and the layer stays
+    in ``eval()`` mode (normalising with its pretrained running statistics, never updating
+    them), whatever mode the model is put in. The Keras twin sets ``trainable = False`` on
+    every BatchNormalization layer, which does the same. :func:`unfreeze` undoes it.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model`` itself.
+    """
+    for module in model.modules():
+        if isinstance(module, _BN_TYPES):
+            module.requires_grad_(False)
+            module.train = types.MethodType(_stay_in_eval, module)
+            module.eval()
     return model
 
 
@@ -106,8 +128,9 @@ def trainable_summary(model: nn.Module) -> pd.DataFrame:
 
     The ``batchnorm statistics`` column says what happens to the block's BatchNorm running
     statistics when the model trains: ``"fixed"`` for a block frozen with :func:`freeze`,
-    ``"updated"`` otherwise (also for a block whose parameters were only given
-    ``requires_grad = False``), empty for a block without BatchNorm.
+    or for BatchNorm layers frozen with :func:`freeze_batchnorm`, ``"updated"`` otherwise
+    (also for a block whose parameters were only given ``requires_grad = False``), empty
+    for a block without BatchNorm.
 
     Returns
     -------
@@ -117,15 +140,14 @@ def trainable_summary(model: nn.Module) -> pd.DataFrame:
     rows = []
     for name, block in model.named_children():
         params = list(block.parameters())
-        has_bn = any(isinstance(m, _BN_TYPES) for m in block.modules())
+        bns = [m for m in block.modules() if isinstance(m, _BN_TYPES)]
+        fixed = is_frozen(block) or all(is_frozen(m) for m in bns)
         rows.append(
             {
                 "block": name,
                 "trainable": sum(p.numel() for p in params if p.requires_grad),
                 "frozen": sum(p.numel() for p in params if not p.requires_grad),
-                "batchnorm statistics": ("fixed" if is_frozen(block) else "updated")
-                if has_bn
-                else "",
+                "batchnorm statistics": ("fixed" if fixed else "updated") if bns else "",
             }
         )
     return pd.DataFrame(rows).set_index("block")
@@ -241,3 +263,47 @@ def reset_parameters(model: nn.Module, blocks: Iterable[str] = ("head",)) -> nn.
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
     return model
+
+
+def fit_gradual_unfreezing(
+    model: nn.Module,
+    X,
+    y,
+    *,
+    stages: Iterable[str] | None = None,
+    epochs_per_stage: int = 2,
+    **fit_kwargs,
+) -> dict[str, list[float]]:
+    """Gradual unfreezing (Howard & Ruder, 2018): train the head, then unfreeze one more
+    block per stage, from the top down.
+
+    Stage ``i`` freezes everything, unfreezes the blocks from the last one down to
+    ``stages[i]`` and trains for ``epochs_per_stage`` epochs with a fresh optimiser and
+    learning-rate schedule.
+
+    Parameters
+    ----------
+    model
+    X, y : array-like
+        Training images and labels.
+    stages : sequence of str, optional
+        The block to unfreeze down to at each stage; default: every block, last first
+        (``["head", "block3", "block2", "block1"]`` for the digit net).
+    epochs_per_stage : int, default 2
+    **fit_kwargs
+        Passed to ``fit`` (``lr``, ``batch_size``, ``seed``, ``quiet``...).
+
+    Returns
+    -------
+    dict
+        The stages' histories, concatenated (``loss``, ``accuracy`` per epoch).
+    """
+    from tlcourse.torch.training import fit
+
+    stages = list(reversed(block_names(model))) if stages is None else list(stages)
+    history: dict[str, list[float]] = {}
+    for stage in stages:
+        unfreeze(freeze(model), down_to=stage)
+        for key, values in fit(model, X, y, num_epochs=epochs_per_stage, **fit_kwargs).items():
+            history.setdefault(key, []).extend(values)
+    return history
