@@ -17,6 +17,17 @@ from tlcourse.data import make_few_shot_split
 
 Dataset = tuple[np.ndarray, np.ndarray]
 
+# Recipes for training the digit net from scratch on k labelled MNIST digits per class
+# (None: all 400), tuned in the feature extraction chapter: small sets use small batches so
+# that every run takes enough gradient steps.
+SCRATCH_RECIPES: dict[int | None, dict[str, float]] = {
+    1: {"num_epochs": 10, "batch_size": 4, "lr": 3e-3},
+    5: {"num_epochs": 10, "batch_size": 8, "lr": 3e-3},
+    10: {"num_epochs": 12, "batch_size": 16, "lr": 3e-3},
+    50: {"num_epochs": 15, "batch_size": 32, "lr": 3e-3},
+    None: {"num_epochs": 5, "batch_size": 128, "lr": 1e-2},
+}
+
 
 def run_cross_domain(
     backend: ModuleType,

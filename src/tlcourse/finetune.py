@@ -107,6 +107,9 @@ class Strategy:
     alpha : float
     fixed_batchnorm : bool
         Keep every BatchNorm layer as pretrained (``freeze_batchnorm``).
+    num_epochs, batch_size, lr : optional
+        This strategy's own training recipe, overriding the one passed to
+        :func:`fine_tune` (training from scratch needs more steps than fine-tuning).
     """
 
     freeze_until: str | None = None
@@ -116,6 +119,9 @@ class Strategy:
     penalty: str | None = None
     alpha: float = 0.1
     fixed_batchnorm: bool = False
+    num_epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
 
     def __post_init__(self):
         if self.penalty not in (None, "l2", "l2sp"):
@@ -171,6 +177,9 @@ def fine_tune(
 ):
     """Reset ``model`` to ``source`` with a new head, apply ``strategy``, train on (X, y).
 
+    ``num_epochs``, ``batch_size`` and ``lr`` are the recipe, unless the strategy has its
+    own.
+
     The same code runs on both frameworks (``backend`` is :mod:`tlcourse.torch` or
     :mod:`tlcourse.keras`). ``model`` must have the architecture of ``source``; reusing one
     model object across seeds lets Keras keep its compiled training step.
@@ -179,6 +188,9 @@ def fine_tune(
     -------
     The trained ``model``.
     """
+    num_epochs = strategy.num_epochs or num_epochs
+    batch_size = strategy.batch_size or batch_size
+    lr = strategy.lr or lr
     blocks = backend.block_names(model)
     backend.set_seed(seed)
     backend.unfreeze(model)
