@@ -27,6 +27,15 @@ SCRATCH_RECIPES: dict[int | None, dict[str, float]] = {
     50: {"num_epochs": 15, "batch_size": 32, "lr": 3e-3},
     None: {"num_epochs": 5, "batch_size": 128, "lr": 1e-2},
 }
+# The same for a linear probe on cached features (a much smaller model: more epochs or
+# larger rates).
+PROBE_RECIPES: dict[int | None, dict[str, float]] = {
+    1: {"num_epochs": 30, "batch_size": 256, "lr": 1e-2},
+    5: {"num_epochs": 10, "batch_size": 16, "lr": 2e-2},
+    10: {"num_epochs": 10, "batch_size": 32, "lr": 2e-2},
+    50: {"num_epochs": 8, "batch_size": 64, "lr": 2e-2},
+    None: {"num_epochs": 6, "batch_size": 256, "lr": 2e-2},
+}
 
 
 def run_cross_domain(
