@@ -30,12 +30,24 @@ from tlcourse.keras.finetune import (  # noqa: E402
     trainable_summary,
     unfreeze,
 )
+from tlcourse.keras.gan import (  # noqa: E402
+    build_discriminator,
+    build_generator,
+    generate,
+    generate_labelled,
+    train_gan,
+)
 from tlcourse.keras.models import build_digit_net, clone_model, count_parameters  # noqa: E402
 from tlcourse.keras.source import get_source_model  # noqa: E402
 from tlcourse.keras.training import evaluate, fit, predict, set_seed  # noqa: E402
 from tlcourse.port import port_to_torch  # noqa: E402
 
 __all__ = [
+    "build_discriminator",
+    "build_generator",
+    "generate",
+    "generate_labelled",
+    "train_gan",
     "block_names",
     "fit_gradual_unfreezing",
     "freeze",

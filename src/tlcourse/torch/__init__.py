@@ -29,11 +29,23 @@ from tlcourse.torch.finetune import (  # noqa: E402
     trainable_summary,
     unfreeze,
 )
+from tlcourse.torch.gan import (  # noqa: E402
+    build_discriminator,
+    build_generator,
+    generate,
+    generate_labelled,
+    train_gan,
+)
 from tlcourse.torch.models import build_digit_net, clone_model, count_parameters  # noqa: E402
 from tlcourse.torch.source import get_source_model  # noqa: E402
 from tlcourse.torch.training import evaluate, fit, predict, set_seed  # noqa: E402
 
 __all__ = [
+    "build_discriminator",
+    "build_generator",
+    "generate",
+    "generate_labelled",
+    "train_gan",
     "block_names",
     "fit_gradual_unfreezing",
     "freeze",

@@ -1,0 +1,195 @@
+"""A small class-conditional DCGAN for 28x28 digits, in Keras 3 (twin: :mod:`tlcourse.torch.gan`).
+
+Same architecture, parameter count and losses as the PyTorch twin; training is a custom
+``tf.function`` step (two optimisers, the discriminator first), as in the keras.io GAN
+examples, rather than ``model.fit``.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+from tqdm import tqdm
+
+from tlcourse.checks import check_images_and_labels, check_positive_ints
+from tlcourse.keras.training import _to_array
+
+
+def _unit_normal():
+    # Class embeddings start like PyTorch's nn.Embedding, N(0, 1); Keras' default,
+    # U(-0.05, 0.05), makes the label a whisper next to the latent vector, and conditioning
+    # is learnt slowly. A new initialiser per layer: each draws its own seed.
+    return keras.initializers.RandomNormal(stddev=1.0)
+
+
+def build_generator(latent_dim: int = 32, num_classes: int = 10, width: int = 32) -> keras.Model:
+    """``G([z, y])``: latent vectors ``(N, latent_dim)`` and labels ``(N,)`` to images
+    ``(N, 28, 28, 1)`` in ``[0, 1]``. Attributes ``latent_dim`` and ``num_classes``."""
+    check_positive_ints(latent_dim=latent_dim, num_classes=num_classes, width=width)
+    z = keras.Input((latent_dim,), name="z")
+    label = keras.Input((), dtype="int32", name="label")
+    embed = layers.Embedding(
+        num_classes, latent_dim, embeddings_initializer=_unit_normal(), name="embed"
+    )
+    h = layers.Concatenate()([z, embed(label)])
+    h = layers.Dense(2 * width * 7 * 7, use_bias=False, name="project")(h)
+    h = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="project_bn")(h)
+    h = layers.Reshape((7, 7, 2 * width))(layers.ReLU()(h))
+    h = layers.Conv2DTranspose(width, 4, strides=2, padding="same", use_bias=False, name="up1")(h)
+    h = layers.ReLU()(layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="bn1")(h))
+    image = layers.Conv2DTranspose(1, 4, strides=2, padding="same", name="up2")(h)
+    model = keras.Model([z, label], layers.Activation("sigmoid", name="out")(image), name="G")
+    model.latent_dim, model.num_classes = latent_dim, num_classes
+    return model
+
+
+class _Projection(layers.Layer):
+    """``w . phi + embed(y) . phi``: the projection discriminator's output."""
+
+    def __init__(self, num_classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+
+    def build(self, input_shape):
+        features = input_shape[0][-1]
+        self.linear = layers.Dense(1, name="linear")
+        self.linear.build((None, features))
+        self.embed = layers.Embedding(
+            self.num_classes, features, embeddings_initializer=_unit_normal(), name="embed"
+        )
+        self.embed.build((None,))
+
+    def call(self, inputs):
+        phi, label = inputs
+        return self.linear(phi)[:, 0] + keras.ops.sum(self.embed(label) * phi, axis=1)
+
+
+def build_discriminator(num_classes: int = 10, width: int = 32) -> keras.Model:
+    """``D([x, y])``: images ``(N, 28, 28, 1)`` and labels ``(N,)`` to logits ``(N,)``."""
+    check_positive_ints(num_classes=num_classes, width=width)
+    image = keras.Input((28, 28, 1), name="image")
+    label = keras.Input((), dtype="int32", name="label")
+    h = layers.LeakyReLU(0.2)(
+        layers.Conv2D(width, 4, strides=2, padding="same", name="conv1")(image)
+    )
+    h = layers.LeakyReLU(0.2)(
+        layers.Conv2D(2 * width, 4, strides=2, padding="same", name="conv2")(h)
+    )
+    logit = _Projection(num_classes, name="projection")([layers.Flatten()(h), label])
+    model = keras.Model([image, label], logit, name="D")
+    model.num_classes = num_classes
+    return model
+
+
+def generate(
+    generator: keras.Model, labels, *, seed: int = 0, batch_size: int = 1024
+) -> np.ndarray:
+    """Images for the given labels, from latent vectors drawn with ``seed``, in inference mode.
+
+    Same as :func:`tlcourse.torch.generate` (the latent draws differ between frameworks).
+
+    Returns
+    -------
+    np.ndarray
+        float32 images ``(N, 28, 28)`` in ``[0, 1]``.
+    """
+    labels = np.asarray(labels, np.int64)
+    if labels.ndim != 1 or (
+        labels.size and not 0 <= labels.min() <= labels.max() < generator.num_classes
+    ):
+        raise ValueError(f"labels must be a 1-D array of ints in [0, {generator.num_classes}).")
+    z = np.random.default_rng(seed).standard_normal((len(labels), generator.latent_dim))
+    out = [
+        keras.ops.convert_to_numpy(
+            generator(
+                [
+                    z[i : i + batch_size].astype("float32"),
+                    labels[i : i + batch_size].astype("int32"),
+                ],
+                training=False,
+            )
+        )
+        for i in range(0, len(labels), batch_size)
+    ]
+    return np.concatenate(out)[..., 0] if out else np.zeros((0, 28, 28), np.float32)
+
+
+def train_gan(
+    generator: keras.Model,
+    discriminator: keras.Model,
+    X,
+    y,
+    *,
+    num_epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 2e-4,
+    seed: int = 0,
+    sample_epochs=(),
+    sample_labels=None,
+    quiet: bool = False,
+    desc: str = "GAN",
+) -> dict:
+    """Train a conditional GAN with the non-saturating loss and Adam (beta1 = 0.5).
+
+    Same arguments and result as :func:`tlcourse.torch.train_gan`.
+    """
+    X, y = check_images_and_labels(X, y, num_classes=generator.num_classes)
+    if num_epochs < 1 or batch_size < 1:
+        raise ValueError("num_epochs and batch_size must be positive.")
+    X, y = _to_array(X), y.astype("int32")
+    sample_epochs = set(sample_epochs)
+    if sample_labels is None:
+        sample_labels = np.arange(generator.num_classes)
+    keras.utils.set_random_seed(seed)
+    opt_g = keras.optimizers.Adam(lr, beta_1=0.5, epsilon=1e-8)
+    opt_d = keras.optimizers.Adam(lr, beta_1=0.5, epsilon=1e-8)
+    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+
+    @tf.function(reduce_retracing=True)
+    def step(real, labels, z):
+        with tf.GradientTape() as tape:
+            fake = generator([z, labels], training=True)
+            d_real = discriminator([real, labels], training=True)
+            d_fake = discriminator([fake, labels], training=True)
+            d_loss = bce(tf.ones_like(d_real), d_real) + bce(tf.zeros_like(d_fake), d_fake)
+        grads = tape.gradient(d_loss, discriminator.trainable_variables)
+        opt_d.apply(grads, discriminator.trainable_variables)
+        with tf.GradientTape() as tape:
+            score = discriminator([generator([z, labels], training=True), labels], training=True)
+            g_loss = bce(tf.ones_like(score), score)
+        grads = tape.gradient(g_loss, generator.trainable_variables)
+        opt_g.apply(grads, generator.trainable_variables)
+        return tf.stack(
+            [d_loss, g_loss, tf.reduce_mean(tf.sigmoid(d_real)), tf.reduce_mean(tf.sigmoid(d_fake))]
+        )
+
+    rng = np.random.default_rng(seed)
+    history: dict = {"d_loss": [], "g_loss": [], "d_real": [], "d_fake": [], "samples": {}}
+    bar = tqdm(range(1, num_epochs + 1), desc=desc, disable=quiet, unit="epoch", mininterval=1.0)
+    for epoch in bar:
+        order = rng.permutation(len(X))
+        sums = np.zeros(4)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            z = rng.standard_normal((len(idx), generator.latent_dim)).astype("float32")
+            sums += len(idx) * np.asarray(step(X[idx], y[idx], z))
+        for key, value in zip(("d_loss", "g_loss", "d_real", "d_fake"), sums / len(X), strict=True):
+            history[key].append(float(value))
+        bar.set_postfix(
+            d_loss=f"{history['d_loss'][-1]:.3f}", g_loss=f"{history['g_loss'][-1]:.3f}"
+        )
+        if epoch in sample_epochs:
+            history["samples"][epoch] = generate(generator, sample_labels, seed=12345)
+    return history
+
+
+def generate_labelled(generator: keras.Model, n_per_class: int, *, seed: int = 0):
+    """``n_per_class`` generated images of every class, with their labels, for augmentation.
+
+    Same as :func:`tlcourse.torch.generate_labelled`.
+    """
+    check_positive_ints(n_per_class=n_per_class)
+    labels = np.repeat(np.arange(generator.num_classes), n_per_class)
+    return generate(generator, labels, seed=seed), labels

@@ -1,0 +1,233 @@
+"""A small class-conditional DCGAN for 28x28 digits, in PyTorch (twin: :mod:`tlcourse.keras.gan`).
+
+The generator maps a latent vector and a class label to an image in ``[0, 1]``; the
+discriminator maps an image and a label to one logit (real or generated), with the label
+entering through a *projection* (Miyato & Koyama, 2018): the logit is
+``w . phi(x) + embed(y) . phi(x)``. Both are DCGANs (Radford et al., 2016): strided
+convolutions, BatchNorm in the generator, LeakyReLU in the discriminator.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from tlcourse.checks import check_images_and_labels, check_positive_ints
+from tlcourse.torch.training import _to_tensor
+
+
+class Generator(nn.Module):
+    """``G(z, y)``: latent vectors ``(N, latent_dim)`` and labels ``(N,)`` to images.
+
+    The output has shape ``(N, 1, 28, 28)``, in ``[0, 1]`` (sigmoid).
+    """
+
+    def __init__(self, latent_dim: int = 32, num_classes: int = 10, width: int = 32):
+        super().__init__()
+        check_positive_ints(latent_dim=latent_dim, num_classes=num_classes, width=width)
+        self.latent_dim, self.num_classes, self.width = latent_dim, num_classes, width
+        self.embed = nn.Embedding(num_classes, latent_dim)
+        self.project = nn.Sequential(
+            nn.Linear(2 * latent_dim, 2 * width * 7 * 7, bias=False),
+            nn.BatchNorm1d(2 * width * 7 * 7),
+            nn.ReLU(),
+        )
+        self.up = nn.Sequential(
+            OrderedDict(
+                up1=nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False),
+                bn1=nn.BatchNorm2d(width),
+                relu1=nn.ReLU(),
+                up2=nn.ConvTranspose2d(width, 1, 4, stride=2, padding=1),
+                out=nn.Sigmoid(),
+            )
+        )
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.project(torch.cat([z, self.embed(labels)], dim=1))
+        return self.up(h.view(-1, 2 * self.width, 7, 7))
+
+
+class Discriminator(nn.Module):
+    """``D(x, y)``: images ``(N, 1, 28, 28)`` and labels ``(N,)`` to logits ``(N,)``."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32):
+        super().__init__()
+        check_positive_ints(num_classes=num_classes, width=width)
+        self.num_classes = num_classes
+        self.features = nn.Sequential(
+            OrderedDict(
+                conv1=nn.Conv2d(1, width, 4, stride=2, padding=1),
+                act1=nn.LeakyReLU(0.2),
+                conv2=nn.Conv2d(width, 2 * width, 4, stride=2, padding=1),
+                act2=nn.LeakyReLU(0.2),
+                flatten=nn.Flatten(),
+            )
+        )
+        features = 2 * width * 7 * 7
+        self.linear = nn.Linear(features, 1)
+        self.embed = nn.Embedding(num_classes, features)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        phi = self.features(x)
+        return self.linear(phi).squeeze(1) + (self.embed(labels) * phi).sum(dim=1)
+
+
+def build_generator(latent_dim: int = 32, num_classes: int = 10, width: int = 32) -> Generator:
+    """The conditional DCGAN generator; see :class:`Generator`."""
+    return Generator(latent_dim, num_classes, width)
+
+
+def build_discriminator(num_classes: int = 10, width: int = 32) -> Discriminator:
+    """The projection discriminator; see :class:`Discriminator`."""
+    return Discriminator(num_classes, width)
+
+
+@torch.no_grad()
+def generate(generator: Generator, labels, *, seed: int = 0, batch_size: int = 1024) -> np.ndarray:
+    """Images for the given labels, from latent vectors drawn with ``seed``, in eval mode.
+
+    Parameters
+    ----------
+    generator : Generator
+    labels : array-like of int
+        One image per label.
+    seed : int, default 0
+
+    Returns
+    -------
+    np.ndarray
+        float32 images ``(N, 28, 28)`` in ``[0, 1]``.
+    """
+    labels = torch.as_tensor(np.asarray(labels, np.int64))
+    if labels.ndim != 1 or (
+        labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < generator.num_classes
+    ):
+        raise ValueError(f"labels must be a 1-D array of ints in [0, {generator.num_classes}).")
+    z = torch.randn(
+        len(labels), generator.latent_dim, generator=torch.Generator().manual_seed(seed)
+    )
+    was_training = generator.training
+    generator.eval()
+    try:
+        out = [
+            generator(z[i : i + batch_size], labels[i : i + batch_size])
+            for i in range(0, len(labels), batch_size)
+        ]
+    finally:
+        generator.train(was_training)
+    return torch.cat(out).squeeze(1).numpy() if out else np.zeros((0, 28, 28), np.float32)
+
+
+def train_gan(
+    generator: Generator,
+    discriminator: Discriminator,
+    X,
+    y,
+    *,
+    num_epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 2e-4,
+    seed: int = 0,
+    sample_epochs=(),
+    sample_labels=None,
+    quiet: bool = False,
+    desc: str = "GAN",
+) -> dict:
+    """Train a conditional GAN with the non-saturating loss and Adam (beta1 = 0.5).
+
+    Each step updates the discriminator on a batch of real images and as many generated
+    ones (labels drawn like the real batch's), then the generator, whose loss is
+    ``-log D(G(z, y), y)`` (the non-saturating form of Goodfellow et al., 2014).
+
+    Parameters
+    ----------
+    generator, discriminator
+    X, y : array-like
+        Real images ``(N, 28, 28)`` in ``[0, 1]`` and their labels.
+    num_epochs, batch_size, lr
+    seed : int
+        Seeds the shuffling and the latent draws.
+    sample_epochs : iterable of int
+        After these epochs (1-based), generate ``sample_labels`` with a fixed latent seed
+        and keep the images (to watch training progress).
+    sample_labels : array-like of int, optional
+        Default: one of each class.
+    quiet : bool
+        Hide the progress bar.
+
+    Returns
+    -------
+    dict
+        ``d_loss`` and ``g_loss`` per epoch (means over batches), ``d_real`` and ``d_fake``
+        (mean discriminator probability on real and generated images), and ``samples``:
+        ``{epoch: images}``.
+    """
+    X, y = check_images_and_labels(X, y, num_classes=generator.num_classes)
+    if num_epochs < 1 or batch_size < 1:
+        raise ValueError("num_epochs and batch_size must be positive.")
+    X_t, y_t = _to_tensor(X), torch.as_tensor(y)
+    sample_epochs = set(sample_epochs)
+    if sample_labels is None:
+        sample_labels = np.arange(generator.num_classes)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
+    bce = nn.functional.binary_cross_entropy_with_logits
+    rng = torch.Generator().manual_seed(seed)
+    history: dict = {"d_loss": [], "g_loss": [], "d_real": [], "d_fake": [], "samples": {}}
+    bar = tqdm(range(1, num_epochs + 1), desc=desc, disable=quiet, unit="epoch", mininterval=1.0)
+    for epoch in bar:
+        generator.train()
+        discriminator.train()
+        order = torch.randperm(len(X_t), generator=rng)
+        sums = np.zeros(4)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            real, labels = X_t[idx], y_t[idx]
+            z = torch.randn(len(idx), generator.latent_dim, generator=rng)
+            fake = generator(z, labels)
+            d_real = discriminator(real, labels)
+            d_fake = discriminator(fake.detach(), labels)
+            d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            g_score = discriminator(fake, labels)
+            g_loss = bce(g_score, torch.ones_like(g_score))
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            sums += len(idx) * np.array(
+                [
+                    d_loss.item(),
+                    g_loss.item(),
+                    torch.sigmoid(d_real).mean().item(),
+                    torch.sigmoid(d_fake).mean().item(),
+                ]
+            )
+        for key, value in zip(
+            ("d_loss", "g_loss", "d_real", "d_fake"), sums / len(X_t), strict=True
+        ):
+            history[key].append(float(value))
+        bar.set_postfix(
+            d_loss=f"{history['d_loss'][-1]:.3f}", g_loss=f"{history['g_loss'][-1]:.3f}"
+        )
+        if epoch in sample_epochs:
+            history["samples"][epoch] = generate(generator, sample_labels, seed=12345)
+    return history
+
+
+def generate_labelled(generator: Generator, n_per_class: int, *, seed: int = 0):
+    """``n_per_class`` generated images of every class, with their labels, for augmentation.
+
+    Returns
+    -------
+    (np.ndarray, np.ndarray)
+        Images ``(num_classes * n_per_class, 28, 28)`` and int64 labels, class by class.
+    """
+    check_positive_ints(n_per_class=n_per_class)
+    labels = np.repeat(np.arange(generator.num_classes), n_per_class)
+    return generate(generator, labels, seed=seed), labels
