@@ -292,34 +292,14 @@ def fit_gradual_unfreezing(
     epochs_per_stage: int = 2,
     **fit_kwargs,
 ) -> dict[str, list[float]]:
-    """Gradual unfreezing (Howard & Ruder, 2018): train the head, then unfreeze one more
-    block per stage, from the top down.
+    """Gradual unfreezing, one block per stage from the top down (Howard & Ruder, 2018).
 
-    Stage ``i`` freezes everything, unfreezes the blocks from the last one down to
-    ``stages[i]`` and trains for ``epochs_per_stage`` epochs with a fresh optimiser and
-    learning-rate schedule.
-
-    Parameters
-    ----------
-    model
-    X, y : array-like
-        Training images and labels.
-    stages : sequence of str, optional
-        The block to unfreeze down to at each stage; default: every block, last first
-        (``["head", "block3", "block2", "block1"]`` for the digit net).
-    epochs_per_stage : int, default 2
-    **fit_kwargs
-        Passed to ``fit`` (``lr``, ``batch_size``, ``seed``, ``quiet``...).
+    Same arguments and result as :func:`tlcourse.torch.fit_gradual_unfreezing`.
 
     Each stage trains a *view* of ``model`` (``keras.Model(model.inputs, model.outputs)``:
     the same layers and weights) that is kept for the next call, so that calling this again
     on the same model (say, once per seed) reuses each stage's compiled training step
     instead of tracing four new ones.
-
-    Returns
-    -------
-    dict
-        The stages' histories, concatenated (``loss``, ``accuracy`` per epoch).
     """
     from tlcourse.keras.training import fit
 
