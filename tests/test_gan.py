@@ -88,3 +88,46 @@ def test_gan_learns_a_trivially_conditional_data_set(backend):
     assert dark < 0.3 and bright - dark > 0.3, (dark, bright)
     with pytest.raises(ValueError):
         backend.train_gan(generator, discriminator, X, y + 5, num_epochs=1, quiet=True)
+
+
+def _tiny_data(n):
+    rng = np.random.default_rng(0)
+    return rng.random((n, 28, 28), dtype=np.float32), np.arange(n) % 2
+
+
+def test_torch_train_gan_drops_the_last_incomplete_batch():
+    batches = []
+    tt.set_seed(0)
+    generator = tt.build_generator(latent_dim=4, num_classes=2, width=2)
+    discriminator = tt.build_discriminator(num_classes=2, width=2)
+    generator.register_forward_hook(lambda module, args, out: batches.append(len(args[0])))
+    for n, batch_size, expected in ((100, 32, [32, 32, 32]), (20, 32, [20])):
+        batches.clear()
+        tt.train_gan(
+            generator,
+            discriminator,
+            *_tiny_data(n),
+            num_epochs=2,
+            batch_size=batch_size,
+            quiet=True,
+        )
+        assert batches == 2 * expected
+
+
+def test_keras_train_gan_drops_the_last_batch_and_reuses_its_traced_step():
+    tk.set_seed(0)
+    generator = tk.build_generator(latent_dim=4, num_classes=2, width=2)
+    discriminator = tk.build_discriminator(num_classes=2, width=2)
+    X, y = _tiny_data(100)
+    tk.train_gan(generator, discriminator, X, y, num_epochs=2, batch_size=32, quiet=True)
+    _, _, step, opt_g, opt_d = tk.gan._COMPILED[generator]
+    assert int(opt_d.iterations) == int(opt_g.iterations) == 2 * 3  # 100 // 32 steps an epoch
+    traces = step.experimental_get_tracing_count()
+    tk.train_gan(generator, discriminator, X, y, num_epochs=1, batch_size=32, quiet=True)
+    assert tk.gan._COMPILED[generator][2] is step
+    assert step.experimental_get_tracing_count() == traces  # no re-tracing
+    assert int(opt_d.iterations) == 3  # the optimisers' state was reset
+    tk.train_gan(generator, discriminator, X[:20], y[:20], num_epochs=2, quiet=True)
+    assert int(opt_d.iterations) == 2  # fewer images than batch_size: one step an epoch
+    tk.train_gan(generator, discriminator, X, y, num_epochs=1, lr=1e-3, quiet=True)
+    assert tk.gan._COMPILED[generator][2] is not step  # another rate: a new step

@@ -64,3 +64,14 @@ def check_positive_ints(**values: object) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def check_non_negative(name: str, value: object) -> float:
+    """Return ``value`` as a float, or raise ValueError if it is not a number >= 0."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}.") from None
+    if not number >= 0.0:  # also rejects NaN
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
+    return number

@@ -11,6 +11,7 @@ from tlcourse.frameworks import load_triton_before_tensorflow  # noqa: E402
 
 load_triton_before_tensorflow()
 
+from tlcourse.keras.adversarial import GradientReversal, reverse_gradient  # noqa: E402
 from tlcourse.keras.checkpoints import load_checkpoint, load_matching, save_checkpoint  # noqa: E402
 from tlcourse.keras.features import (  # noqa: E402
     build_linear_head,
@@ -43,6 +44,8 @@ from tlcourse.keras.training import evaluate, fit, predict, set_seed  # noqa: E4
 from tlcourse.port import port_to_torch  # noqa: E402
 
 __all__ = [
+    "GradientReversal",
+    "reverse_gradient",
     "build_discriminator",
     "build_generator",
     "generate",

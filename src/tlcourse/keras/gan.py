@@ -7,6 +7,8 @@ examples, rather than ``model.fit``.
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -14,7 +16,53 @@ from keras import layers
 from tqdm import tqdm
 
 from tlcourse.checks import check_images_and_labels, check_positive_ints
-from tlcourse.keras.training import _to_array
+from tlcourse.keras.training import _reset_optimizer, _to_array
+
+# generator -> (discriminator ref, lr, step, opt_g, opt_d): tracing the step costs seconds,
+# so a second train_gan call on the same pair of models, at the same rate, reuses it (with
+# the optimisers' state reset). Weak keys, and the step holds only weak references to the
+# models, so a dropped generator frees its entry.
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _make_step(generator, discriminator, opt_g, opt_d):
+    g_ref, d_ref = weakref.ref(generator), weakref.ref(discriminator)
+    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+
+    @tf.function(reduce_retracing=True)
+    def step(real, labels, z):
+        generator, discriminator = g_ref(), d_ref()
+        with tf.GradientTape() as tape:
+            fake = generator([z, labels], training=True)
+            d_real = discriminator([real, labels], training=True)
+            d_fake = discriminator([fake, labels], training=True)
+            d_loss = bce(tf.ones_like(d_real), d_real) + bce(tf.zeros_like(d_fake), d_fake)
+        grads = tape.gradient(d_loss, discriminator.trainable_variables)
+        opt_d.apply(grads, discriminator.trainable_variables)
+        with tf.GradientTape() as tape:
+            score = discriminator([generator([z, labels], training=True), labels], training=True)
+            g_loss = bce(tf.ones_like(score), score)
+        grads = tape.gradient(g_loss, generator.trainable_variables)
+        opt_g.apply(grads, generator.trainable_variables)
+        return tf.stack(
+            [d_loss, g_loss, tf.reduce_mean(tf.sigmoid(d_real)), tf.reduce_mean(tf.sigmoid(d_fake))]
+        )
+
+    return step
+
+
+def _compiled_step(generator, discriminator, lr):
+    """The training step for this pair of models and rate: cached, or traced afresh."""
+    cached = _COMPILED.get(generator)
+    if cached is not None and cached[0]() is discriminator and cached[1] == lr:
+        _reset_optimizer(cached[3])
+        _reset_optimizer(cached[4])
+        return cached[2]
+    opt_g = keras.optimizers.Adam(lr, beta_1=0.5, epsilon=1e-8)
+    opt_d = keras.optimizers.Adam(lr, beta_1=0.5, epsilon=1e-8)
+    step = _make_step(generator, discriminator, opt_g, opt_d)
+    _COMPILED[generator] = (weakref.ref(discriminator), lr, step, opt_g, opt_d)
+    return step
 
 
 def _unit_normal():
@@ -133,7 +181,11 @@ def train_gan(
 ) -> dict:
     """Train a conditional GAN with the non-saturating loss and Adam (beta1 = 0.5).
 
-    Same arguments and result as :func:`tlcourse.torch.train_gan`.
+    Same arguments and result as :func:`tlcourse.torch.train_gan`; every epoch likewise
+    drops its last incomplete batch (``max(1, len(X) // batch_size)`` steps). The traced
+    step and the two optimisers are cached per generator: calling again with the same
+    generator, discriminator and ``lr`` reuses them (no re-tracing), with the optimisers'
+    state reset, so each call starts Adam afresh as in PyTorch.
     """
     X, y = check_images_and_labels(X, y, num_classes=generator.num_classes)
     if num_epochs < 1 or batch_size < 1:
@@ -143,39 +195,20 @@ def train_gan(
     if sample_labels is None:
         sample_labels = np.arange(generator.num_classes)
     keras.utils.set_random_seed(seed)
-    opt_g = keras.optimizers.Adam(lr, beta_1=0.5, epsilon=1e-8)
-    opt_d = keras.optimizers.Adam(lr, beta_1=0.5, epsilon=1e-8)
-    bce = keras.losses.BinaryCrossentropy(from_logits=True)
-
-    @tf.function(reduce_retracing=True)
-    def step(real, labels, z):
-        with tf.GradientTape() as tape:
-            fake = generator([z, labels], training=True)
-            d_real = discriminator([real, labels], training=True)
-            d_fake = discriminator([fake, labels], training=True)
-            d_loss = bce(tf.ones_like(d_real), d_real) + bce(tf.zeros_like(d_fake), d_fake)
-        grads = tape.gradient(d_loss, discriminator.trainable_variables)
-        opt_d.apply(grads, discriminator.trainable_variables)
-        with tf.GradientTape() as tape:
-            score = discriminator([generator([z, labels], training=True), labels], training=True)
-            g_loss = bce(tf.ones_like(score), score)
-        grads = tape.gradient(g_loss, generator.trainable_variables)
-        opt_g.apply(grads, generator.trainable_variables)
-        return tf.stack(
-            [d_loss, g_loss, tf.reduce_mean(tf.sigmoid(d_real)), tf.reduce_mean(tf.sigmoid(d_fake))]
-        )
-
+    step = _compiled_step(generator, discriminator, lr)
+    size = min(batch_size, len(X))  # drop the last incomplete batch, as in the twin
+    steps = len(X) // size
     rng = np.random.default_rng(seed)
     history: dict = {"d_loss": [], "g_loss": [], "d_real": [], "d_fake": [], "samples": {}}
     bar = tqdm(range(1, num_epochs + 1), desc=desc, disable=quiet, unit="epoch", mininterval=1.0)
     for epoch in bar:
         order = rng.permutation(len(X))
         sums = np.zeros(4)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            z = rng.standard_normal((len(idx), generator.latent_dim)).astype("float32")
-            sums += len(idx) * np.asarray(step(X[idx], y[idx], z))
-        for key, value in zip(("d_loss", "g_loss", "d_real", "d_fake"), sums / len(X), strict=True):
+        for i in range(steps):
+            idx = order[i * size : (i + 1) * size]
+            z = rng.standard_normal((size, generator.latent_dim)).astype("float32")
+            sums += np.asarray(step(X[idx], y[idx], z))
+        for key, value in zip(("d_loss", "g_loss", "d_real", "d_fake"), sums / steps, strict=True):
             history[key].append(float(value))
         bar.set_postfix(
             d_loss=f"{history['d_loss'][-1]:.3f}", g_loss=f"{history['g_loss'][-1]:.3f}"

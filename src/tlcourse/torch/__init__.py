@@ -5,6 +5,7 @@ from tlcourse.frameworks import block_triton_after_tensorflow
 block_triton_after_tensorflow()
 
 from tlcourse.port import port_to_keras  # noqa: E402
+from tlcourse.torch.adversarial import GradientReversal, reverse_gradient  # noqa: E402
 from tlcourse.torch.checkpoints import (  # noqa: E402
     load_checkpoint,
     load_matching,
@@ -41,6 +42,8 @@ from tlcourse.torch.source import get_source_model  # noqa: E402
 from tlcourse.torch.training import evaluate, fit, predict, set_seed  # noqa: E402
 
 __all__ = [
+    "GradientReversal",
+    "reverse_gradient",
     "build_discriminator",
     "build_generator",
     "generate",

@@ -143,6 +143,11 @@ def train_gan(
     ones (labels drawn like the real batch's), then the generator, whose loss is
     ``-log D(G(z, y), y)`` (the non-saturating form of Goodfellow et al., 2014).
 
+    Every epoch drops its last incomplete batch, so that every step sees ``batch_size``
+    images (a tiny last batch gives noisy BatchNorm statistics and a lopsided update);
+    with fewer than ``batch_size`` images, each epoch is one step on all of them. An
+    epoch is thus ``max(1, len(X) // batch_size)`` steps.
+
     Parameters
     ----------
     generator, discriminator
@@ -162,7 +167,7 @@ def train_gan(
     Returns
     -------
     dict
-        ``d_loss`` and ``g_loss`` per epoch (means over batches), ``d_real`` and ``d_fake``
+        ``d_loss`` and ``g_loss`` per epoch (means over steps), ``d_real`` and ``d_fake``
         (mean discriminator probability on real and generated images), and ``samples``:
         ``{epoch: images}``.
     """
@@ -170,6 +175,8 @@ def train_gan(
     if num_epochs < 1 or batch_size < 1:
         raise ValueError("num_epochs and batch_size must be positive.")
     X_t, y_t = _to_tensor(X), torch.as_tensor(y)
+    size = min(batch_size, len(X_t))  # drop the last incomplete batch (see above)
+    steps = len(X_t) // size
     sample_epochs = set(sample_epochs)
     if sample_labels is None:
         sample_labels = np.arange(generator.num_classes)
@@ -184,8 +191,8 @@ def train_gan(
         discriminator.train()
         order = torch.randperm(len(X_t), generator=rng)
         sums = np.zeros(4)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        for step in range(steps):
+            idx = order[step * size : (step + 1) * size]
             real, labels = X_t[idx], y_t[idx]
             z = torch.randn(len(idx), generator.latent_dim, generator=rng)
             fake = generator(z, labels)
@@ -200,7 +207,7 @@ def train_gan(
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()
-            sums += len(idx) * np.array(
+            sums += np.array(
                 [
                     d_loss.item(),
                     g_loss.item(),
@@ -208,9 +215,7 @@ def train_gan(
                     torch.sigmoid(d_fake).mean().item(),
                 ]
             )
-        for key, value in zip(
-            ("d_loss", "g_loss", "d_real", "d_fake"), sums / len(X_t), strict=True
-        ):
+        for key, value in zip(("d_loss", "g_loss", "d_real", "d_fake"), sums / steps, strict=True):
             history[key].append(float(value))
         bar.set_postfix(
             d_loss=f"{history['d_loss'][-1]:.3f}", g_loss=f"{history['g_loss'][-1]:.3f}"
