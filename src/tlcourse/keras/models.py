@@ -83,7 +83,8 @@ def clone_model(model: keras.Model) -> keras.Model:
     """Return an independent copy of ``model`` with the same weights.
 
     ``keras.models.clone_model`` copies the architecture with fresh weights; this also
-    copies the weights (BatchNorm statistics included).
+    copies the weights (BatchNorm statistics included) and the attributes that the
+    course's builders set (``latent_dim``, ``num_classes``, ``width``).
 
     Parameters
     ----------
@@ -95,4 +96,12 @@ def clone_model(model: keras.Model) -> keras.Model:
     """
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
+    # Plain attributes that the course's builders attach (a generator's ``latent_dim``, ...)
+    # are not part of a Keras config; carry them over so the clone works where the model did.
+    for name in _BUILDER_ATTRIBUTES:
+        if hasattr(model, name):
+            setattr(clone, name, getattr(model, name))
     return clone
+
+
+_BUILDER_ATTRIBUTES = ("latent_dim", "num_classes", "width")

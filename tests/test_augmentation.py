@@ -1,0 +1,110 @@
+"""The GAN-augmentation experiment: equal-size arms, its controls, and a tiny end-to-end run."""
+
+import numpy as np
+import pytest
+
+import tlcourse.keras as tk
+import tlcourse.torch as tt
+from tlcourse.augmentation import ARMS, make_arm_sets, run_gan_augmentation, score_samples
+
+
+def _labelled(n_per_class, value, num_classes=3):
+    """Constant images whose value encodes their source (tenths) and class (hundredths)."""
+    y = np.repeat(np.arange(num_classes), n_per_class)
+    X = np.full((len(y), 28, 28), value, np.float32) + (y / 100).astype(np.float32)[:, None, None]
+    return X, y
+
+
+def _source_and_class(X):
+    code = np.round(X[:, 14, 14] * 100).astype(int)
+    return code // 10, code % 10
+
+
+def test_every_arm_has_the_same_size_and_keeps_the_real_images():
+    X_real, y_real = _labelled(2, 0.5)
+    generated, extra = _labelled(20, 0.9), _labelled(20, 0.1)
+    sets = make_arm_sets(X_real, y_real, copies=4, seed=0, generated=generated, extra_real=extra)
+    assert list(sets) == list(ARMS)
+    for name, (X, y) in sets.items():
+        assert X.shape == (30, 28, 28) and len(y) == 30, name
+        np.testing.assert_array_equal(X[:6], X_real)  # the real images come first
+        np.testing.assert_array_equal(np.bincount(y), [10, 10, 10])  # classes stay balanced
+    # Where each added image comes from (5: real, 9: generated, 1: extra real), and that its
+    # label is the class it was made for. Affine copies are shifted, so only their count is
+    # checked (the mixed arm has 12 of them and 12 generated images).
+    expected = {"real only": 5, "real + GAN": 9, "real + extra real": 1}
+    for name, origin in expected.items():
+        X, y = sets[name]
+        source, cls = _source_and_class(X[6:])
+        assert (source == origin).all(), name
+        np.testing.assert_array_equal(cls, y[6:])
+    X, y = sets["real + affine + GAN"]
+    source, cls = _source_and_class(X[18:])
+    assert (source == 9).all() and (cls == y[18:]).all()
+    assert not np.array_equal(sets["real + affine"][0][6:12], X_real)
+
+
+def test_arms_without_generated_or_extra_images_are_left_out():
+    X_real, y_real = _labelled(2, 0.5)
+    assert list(make_arm_sets(X_real, y_real, copies=2, seed=0)) == list(ARMS[:2])
+
+
+def test_bad_arm_inputs_are_refused():
+    X_real, y_real = _labelled(2, 0.5)
+    with pytest.raises(ValueError, match="even"):
+        make_arm_sets(X_real, y_real, copies=3, seed=0)
+    with pytest.raises(ValueError, match="generated has 1 images of class 0"):
+        make_arm_sets(X_real, y_real, copies=2, seed=0, generated=_labelled(1, 0.9))
+    with pytest.raises(ValueError, match="extra_real"):
+        make_arm_sets(X_real, y_real, copies=2, seed=0, extra_real=_labelled(3, 0.9))
+
+
+def test_score_samples_ranks_real_above_noise(tiny_digits):
+    (X_train, y_train), (X_test, y_test) = tiny_digits
+    tt.set_seed(0)
+    judge = tt.build_digit_net(width=8)
+    tt.fit(judge, X_train, y_train, num_epochs=10, batch_size=16, lr=1e-2, quiet=True)
+    reference = tt.extract_features(judge, X_test)
+    real = score_samples(tt, judge, X_train[:128], y_train[:128], reference)
+    noise = np.random.default_rng(0).uniform(0, 1, (128, 28, 28))
+    fake = score_samples(tt, judge, noise, y_train[:128], reference)
+    assert real["fid"] < fake["fid"]
+    assert real["consistency"] == pytest.approx(
+        tt.evaluate(judge, X_train[:128], y_train[:128])["accuracy"]
+    )
+    assert real["consistency"] > fake["consistency"]
+
+
+@pytest.mark.parametrize("backend", [tt, tk], ids=["torch", "keras"])
+def test_tiny_run_returns_every_arm_and_leaves_the_inputs_alone(backend, tiny_digits):
+    (X, y), _ = tiny_digits
+    backend.set_seed(0)
+    classifier = backend.build_digit_net(width=4)
+    G = backend.build_generator(latent_dim=8, width=4)
+    D = backend.build_discriminator(width=4)
+    before = [backend.generate(G, [0, 1], seed=0), backend.predict(classifier, X[:4])]
+    out = run_gan_augmentation(
+        backend,
+        classifier,
+        G,
+        D,
+        X,
+        y,
+        k_per_class=2,
+        seeds=[0, 1],
+        copies=2,
+        gan_recipe={"num_epochs": 2, "batch_size": 8, "lr": 1e-3},
+        recipe={"num_epochs": 1, "batch_size": 8, "lr": 1e-3},
+        judge=classifier,
+        reference_features=backend.extract_features(classifier, X[:40]),
+        test_per_class=5,
+        quiet=True,
+    )
+    assert set(out["accuracy"]) == set(ARMS)
+    for arm, acc in out["accuracy"].items():
+        assert acc.shape == (2,) and ((0 <= acc) & (acc <= 1)).all(), arm
+    assert len(out["quality"]) == 2 and set(out["quality"][0]) == {"fid", "consistency"}
+    X_gan, y_gan = out["samples"]
+    assert X_gan.shape == (40, 28, 28) and np.bincount(y_gan).tolist() == [4] * 10
+    np.testing.assert_array_equal(backend.generate(G, [0, 1], seed=0), before[0])
+    np.testing.assert_array_equal(backend.predict(classifier, X[:4]), before[1])
