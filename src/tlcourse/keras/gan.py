@@ -18,7 +18,7 @@ from tqdm import tqdm
 from tlcourse.checks import check_images_and_labels, check_positive_ints
 from tlcourse.keras.training import _reset_optimizer, _to_array
 
-# generator -> (discriminator ref, lr, step, opt_g, opt_d): tracing the step costs seconds,
+# generator -> (discriminator ref, (lr, betas), step, opt_g, opt_d): tracing the step costs seconds,
 # so a second train_gan call on the same pair of models, at the same rate, reuses it (with
 # the optimisers' state reset). Weak keys, and the step holds only weak references to the
 # models, so a dropped generator frees its entry.
@@ -51,37 +51,67 @@ def _make_step(generator, discriminator, opt_g, opt_d):
     return step
 
 
-def _compiled_step(generator, discriminator, lr):
+def _compiled_step(generator, discriminator, lr, betas):
     """The training step for this pair of models and rate: cached, or traced afresh."""
     cached = _COMPILED.get(generator)
-    if cached is not None and cached[0]() is discriminator and cached[1] == lr:
+    key = (float(lr), tuple(float(b) for b in betas))
+    if cached is not None and cached[0]() is discriminator and cached[1] == key:
         _reset_optimizer(cached[3])
         _reset_optimizer(cached[4])
         return cached[2]
-    opt_g = keras.optimizers.Adam(lr, beta_1=0.5, epsilon=1e-8)
-    opt_d = keras.optimizers.Adam(lr, beta_1=0.5, epsilon=1e-8)
+    opt_g, opt_d = (
+        keras.optimizers.Adam(lr, beta_1=betas[0], beta_2=betas[1], epsilon=1e-8) for _ in "gd"
+    )
     step = _make_step(generator, discriminator, opt_g, opt_d)
-    _COMPILED[generator] = (weakref.ref(discriminator), lr, step, opt_g, opt_d)
+    _COMPILED[generator] = (weakref.ref(discriminator), key, step, opt_g, opt_d)
     return step
 
 
-def _unit_normal():
-    # Class embeddings start like PyTorch's nn.Embedding, N(0, 1); Keras' default,
-    # U(-0.05, 0.05), makes the label a whisper next to the latent vector, and conditioning
-    # is learnt slowly. A new initialiser per layer: each draws its own seed.
-    return keras.initializers.RandomNormal(stddev=1.0)
+class _OneHot(layers.Layer):
+    """Integer labels ``(N,)`` to one-hot codes ``(N, num_classes)``."""
+
+    def __init__(self, num_classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+
+    def call(self, labels):
+        return keras.ops.one_hot(keras.ops.cast(labels, "int32"), self.num_classes)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
 
 
-def build_generator(latent_dim: int = 32, num_classes: int = 10, width: int = 32) -> keras.Model:
+class _AddLabelMaps(layers.Layer):
+    """Feature maps ``(N, 14, 14, C)`` plus a learned map per class (``N(0, 1)`` at first,
+    like the PyTorch twin's ``nn.Embedding``: the discriminator can tell the classes apart
+    from the first step)."""
+
+    def __init__(self, num_classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+
+    def build(self, input_shape):
+        self.maps = self.add_weight(
+            shape=(self.num_classes, *input_shape[0][1:]),
+            initializer=keras.initializers.RandomNormal(stddev=1.0),
+            name="maps",
+        )
+
+    def call(self, inputs):
+        h, labels = inputs
+        return h + keras.ops.take(self.maps, keras.ops.cast(labels, "int32"), axis=0)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
+def build_generator(latent_dim: int = 32, num_classes: int = 10, width: int = 16) -> keras.Model:
     """``G([z, y])``: latent vectors ``(N, latent_dim)`` and labels ``(N,)`` to images
-    ``(N, 28, 28, 1)`` in ``[0, 1]``. Attributes ``latent_dim`` and ``num_classes``."""
+    ``(N, 28, 28, 1)`` in ``[0, 1]``. Attributes ``latent_dim``, ``num_classes``, ``width``."""
     check_positive_ints(latent_dim=latent_dim, num_classes=num_classes, width=width)
     z = keras.Input((latent_dim,), name="z")
     label = keras.Input((), dtype="int32", name="label")
-    embed = layers.Embedding(
-        num_classes, latent_dim, embeddings_initializer=_unit_normal(), name="embed"
-    )
-    h = layers.Concatenate()([z, embed(label)])
+    h = layers.Concatenate()([z, _OneHot(num_classes, name="onehot")(label)])
     h = layers.Dense(2 * width * 7 * 7, use_bias=False, name="project")(h)
     h = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="project_bn")(h)
     h = layers.Reshape((7, 7, 2 * width))(layers.ReLU()(h))
@@ -89,45 +119,24 @@ def build_generator(latent_dim: int = 32, num_classes: int = 10, width: int = 32
     h = layers.ReLU()(layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="bn1")(h))
     image = layers.Conv2DTranspose(1, 4, strides=2, padding="same", name="up2")(h)
     model = keras.Model([z, label], layers.Activation("sigmoid", name="out")(image), name="G")
-    model.latent_dim, model.num_classes = latent_dim, num_classes
+    model.latent_dim, model.num_classes, model.width = latent_dim, num_classes, width
     return model
 
 
-class _Projection(layers.Layer):
-    """``w . phi + embed(y) . phi``: the projection discriminator's output."""
-
-    def __init__(self, num_classes: int, **kwargs):
-        super().__init__(**kwargs)
-        self.num_classes = num_classes
-
-    def build(self, input_shape):
-        features = input_shape[0][-1]
-        self.linear = layers.Dense(1, name="linear")
-        self.linear.build((None, features))
-        self.embed = layers.Embedding(
-            self.num_classes, features, embeddings_initializer=_unit_normal(), name="embed"
-        )
-        self.embed.build((None,))
-
-    def call(self, inputs):
-        phi, label = inputs
-        return self.linear(phi)[:, 0] + keras.ops.sum(self.embed(label) * phi, axis=1)
-
-
-def build_discriminator(num_classes: int = 10, width: int = 32) -> keras.Model:
-    """``D([x, y])``: images ``(N, 28, 28, 1)`` and labels ``(N,)`` to logits ``(N,)``."""
+def build_discriminator(num_classes: int = 10, width: int = 16) -> keras.Model:
+    """``D([x, y])``: images ``(N, 28, 28, 1)`` and labels ``(N,)`` to logits ``(N,)``.
+    Attributes ``num_classes`` and ``width``."""
     check_positive_ints(num_classes=num_classes, width=width)
     image = keras.Input((28, 28, 1), name="image")
     label = keras.Input((), dtype="int32", name="label")
-    h = layers.LeakyReLU(0.2)(
-        layers.Conv2D(width, 4, strides=2, padding="same", name="conv1")(image)
-    )
+    h = layers.Conv2D(width, 4, strides=2, padding="same", name="conv1")(image)
+    h = layers.LeakyReLU(0.2)(_AddLabelMaps(num_classes, name="label_maps")([h, label]))
     h = layers.LeakyReLU(0.2)(
         layers.Conv2D(2 * width, 4, strides=2, padding="same", name="conv2")(h)
     )
-    logit = _Projection(num_classes, name="projection")([layers.Flatten()(h), label])
-    model = keras.Model([image, label], logit, name="D")
-    model.num_classes = num_classes
+    logit = layers.Dense(1, name="linear")(layers.Flatten()(h))
+    model = keras.Model([image, label], layers.Reshape(())(logit), name="D")
+    model.num_classes, model.width = num_classes, width
     return model
 
 
@@ -172,19 +181,20 @@ def train_gan(
     *,
     num_epochs: int = 10,
     batch_size: int = 64,
-    lr: float = 2e-4,
+    lr: float = 2e-3,
+    betas: tuple[float, float] = (0.0, 0.9),
     seed: int = 0,
     sample_epochs=(),
     sample_labels=None,
     quiet: bool = False,
     desc: str = "GAN",
 ) -> dict:
-    """Train a conditional GAN with the non-saturating loss and Adam (beta1 = 0.5).
+    """Train a conditional GAN with the non-saturating loss and Adam.
 
     Same arguments and result as :func:`tlcourse.torch.train_gan`; every epoch likewise
     drops its last incomplete batch (``max(1, len(X) // batch_size)`` steps). The traced
     step and the two optimisers are cached per generator: calling again with the same
-    generator, discriminator and ``lr`` reuses them (no re-tracing), with the optimisers'
+    generator, discriminator, ``lr`` and ``betas`` reuses them (no re-tracing), with the optimisers'
     state reset, so each call starts Adam afresh as in PyTorch.
     """
     X, y = check_images_and_labels(X, y, num_classes=generator.num_classes)
@@ -195,7 +205,7 @@ def train_gan(
     if sample_labels is None:
         sample_labels = np.arange(generator.num_classes)
     keras.utils.set_random_seed(seed)
-    step = _compiled_step(generator, discriminator, lr)
+    step = _compiled_step(generator, discriminator, lr, betas)
     size = min(batch_size, len(X))  # drop the last incomplete batch, as in the twin
     steps = len(X) // size
     rng = np.random.default_rng(seed)
