@@ -83,6 +83,8 @@ def test_tiny_run_returns_every_arm_and_leaves_the_inputs_alone(backend, tiny_di
     G = backend.build_generator(latent_dim=8, width=4)
     D = backend.build_discriminator(width=4)
     before = [backend.generate(G, [0, 1], seed=0), backend.predict(classifier, X[:4])]
+    judge = tt.build_digit_net(width=4)  # a PyTorch judge scores either framework's samples
+    reference = tt.extract_features(judge, X[:40])
     out = run_gan_augmentation(
         backend,
         classifier,
@@ -95,16 +97,37 @@ def test_tiny_run_returns_every_arm_and_leaves_the_inputs_alone(backend, tiny_di
         copies=2,
         gan_recipe={"num_epochs": 2, "batch_size": 8, "lr": 1e-3},
         recipe={"num_epochs": 1, "batch_size": 8, "lr": 1e-3},
-        judge=classifier,
-        reference_features=backend.extract_features(classifier, X[:40]),
+        score=lambda X_gen, y_gen: score_samples(tt, judge, X_gen, y_gen, reference),
+        compare_scratch_gan=True,
         test_per_class=5,
         quiet=True,
     )
     assert set(out["accuracy"]) == set(ARMS)
     for arm, acc in out["accuracy"].items():
         assert acc.shape == (2,) and ((0 <= acc) & (acc <= 1)).all(), arm
-    assert len(out["quality"]) == 2 and set(out["quality"][0]) == {"fid", "consistency"}
+    for key in ("quality", "scratch_quality"):
+        assert len(out[key]) == 2 and set(out[key][0]) == {"fid", "consistency"}, key
     X_gan, y_gan = out["samples"]
     assert X_gan.shape == (40, 28, 28) and np.bincount(y_gan).tolist() == [4] * 10
     np.testing.assert_array_equal(backend.generate(G, [0, 1], seed=0), before[0])
     np.testing.assert_array_equal(backend.predict(classifier, X[:4]), before[1])
+
+
+def test_comparing_a_scratch_gan_needs_a_score(tiny_digits):
+    (X, y), _ = tiny_digits
+    G, D = tt.build_generator(width=4), tt.build_discriminator(width=4)
+    with pytest.raises(ValueError, match="score"):
+        run_gan_augmentation(
+            tt,
+            tt.build_digit_net(width=4),
+            G,
+            D,
+            X,
+            y,
+            k_per_class=2,
+            seeds=[0],
+            copies=2,
+            gan_recipe={},
+            recipe={},
+            compare_scratch_gan=True,
+        )

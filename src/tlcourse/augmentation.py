@@ -19,7 +19,7 @@ real + extra real        as many *other* real labelled images (the control: what
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 
 import numpy as np
@@ -150,8 +150,8 @@ def run_gan_augmentation(
     copies: int,
     gan_recipe: Mapping[str, float],
     recipe: Mapping[str, float],
-    judge=None,
-    reference_features: np.ndarray | None = None,
+    score: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None,
+    compare_scratch_gan: bool = False,
     test_per_class: int = 100,
     quiet: bool = False,
 ) -> dict[str, object]:
@@ -179,9 +179,13 @@ def run_gan_augmentation(
     recipe : mapping
         ``num_epochs``, ``batch_size`` and ``lr`` for fine-tuning the classifier; the same
         for every arm, whose training sets all have the same size.
-    judge, reference_features : optional
-        If given, the generated images of each seed are scored with
-        :func:`score_samples`.
+    score : callable, optional
+        ``score(X_generated, y_generated)`` returns a dict of measures, e.g.
+        ``lambda X, y: score_samples(tt, judge, X, y, F_real)``; if given, each seed's
+        generated images are scored. The judge may belong to either framework.
+    compare_scratch_gan : bool, default False
+        Also train a GAN of the same architecture from scratch on each seed's real images,
+        with the same recipe, and score its samples (needs ``score``); it feeds no arm.
     test_per_class : int, default 100
     quiet : bool, default False
         Hide the progress bar.
@@ -190,24 +194,39 @@ def run_gan_augmentation(
     -------
     dict
         ``accuracy``: arm -> test accuracies ``(len(seeds),)``; ``quality``: list of
-        :func:`score_samples` results per seed (empty without a judge); ``samples``: the
-        first seed's generated images and labels.
+        ``score`` results per seed (empty without ``score``);
+        ``scratch_quality``: the same for the GANs trained from scratch (empty unless
+        asked for); ``samples``: the first seed's generated images and labels.
     """
     from tlcourse.finetune import Strategy, fine_tune
 
     check_positive_ints(k_per_class=k_per_class)
     if not seeds:
         raise ValueError("seeds must be non-empty.")
+    if compare_scratch_gan and score is None:
+        raise ValueError("compare_scratch_gan needs a score function.")
     accuracy = {name: np.zeros(len(seeds)) for name in ARMS}
     quality: list[dict[str, float]] = []
+    scratch_quality: list[dict[str, float]] = []
     samples = None
     # One model object of each kind for every seed: Keras keeps its compiled steps.
     model = backend.clone_model(classifier)
     G, D = backend.clone_model(generator), backend.clone_model(discriminator)
-    bar = tqdm(total=len(seeds) * (1 + len(ARMS)), desc=f"{backend.__name__} arms", disable=quiet)
+    per_seed = 1 + len(ARMS) + int(compare_scratch_gan)
+    bar = tqdm(total=len(seeds) * per_seed, desc=f"{backend.__name__} arms", disable=quiet)
     for i, seed in enumerate(int(s) for s in seeds):
         split = make_few_shot_split(y, k_per_class, seed=seed, test_per_class=test_per_class)
         X_real, y_real = X[split.train], y[split.train]
+        if compare_scratch_gan:
+            backend.set_seed(seed)
+            G_new = backend.build_generator(G.latent_dim, G.num_classes, G.width)
+            D_new = backend.build_discriminator(D.num_classes, D.width)
+            backend.load_matching(G, G_new)  # same objects: Keras keeps its traced step
+            backend.load_matching(D, D_new)
+            backend.train_gan(G, D, X_real, y_real, seed=seed, quiet=True, **gan_recipe)
+            X_new, y_new = backend.generate_labelled(G, copies * k_per_class, seed=seed)
+            scratch_quality.append(score(X_new, y_new))
+            bar.update(1)
         backend.set_seed(seed)
         backend.load_matching(G, generator)
         backend.load_matching(D, discriminator)
@@ -215,8 +234,8 @@ def run_gan_augmentation(
         X_gan, y_gan = backend.generate_labelled(G, copies * k_per_class, seed=seed)
         if samples is None:
             samples = (X_gan, y_gan)
-        if judge is not None and reference_features is not None:
-            quality.append(score_samples(backend, judge, X_gan, y_gan, reference_features))
+        if score is not None:
+            quality.append(score(X_gan, y_gan))
         bar.update(1)
         rng = np.random.default_rng(seed)
         pool = rng.permutation(split.unlabelled)
@@ -233,4 +252,9 @@ def run_gan_augmentation(
             accuracy[name][i] = backend.evaluate(model, X[split.test], y[split.test])["accuracy"]
             bar.update(1)
     bar.close()
-    return {"accuracy": accuracy, "quality": quality, "samples": samples}
+    return {
+        "accuracy": accuracy,
+        "quality": quality,
+        "scratch_quality": scratch_quality,
+        "samples": samples,
+    }
