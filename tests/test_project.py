@@ -62,7 +62,8 @@ def test_ci_runs_the_readme_test_command():
 def test_importing_tlcourse_does_not_import_a_framework():
     code = (
         "import sys, tlcourse, tlcourse.data, tlcourse.viz, tlcourse.divergence, "
-        "tlcourse.experiments, tlcourse.schedules, tlcourse.checks\n"
+        "tlcourse.experiments, tlcourse.schedules, tlcourse.checks, tlcourse.style, "
+        "tlcourse.frechet, tlcourse.augmentation\n"
         "bad = [m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules]\n"
         "assert not bad, bad"
     )
