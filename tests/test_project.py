@@ -63,7 +63,7 @@ def test_importing_tlcourse_does_not_import_a_framework():
     code = (
         "import sys, tlcourse, tlcourse.data, tlcourse.viz, tlcourse.divergence, "
         "tlcourse.experiments, tlcourse.schedules, tlcourse.checks, tlcourse.style, "
-        "tlcourse.frechet, tlcourse.augmentation\n"
+        "tlcourse.frechet, tlcourse.augmentation, tlcourse.adaptation\n"
         "bad = [m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules]\n"
         "assert not bad, bad"
     )

@@ -11,6 +11,13 @@ from tlcourse.frameworks import load_triton_before_tensorflow  # noqa: E402
 
 load_triton_before_tensorflow()
 
+from tlcourse.keras.adaptation import (  # noqa: E402
+    adapt,
+    adapt_batchnorm,
+    build_domain_head,
+    coral_loss,
+    mmd_loss,
+)
 from tlcourse.keras.adversarial import GradientReversal, reverse_gradient  # noqa: E402
 from tlcourse.keras.checkpoints import load_checkpoint, load_matching, save_checkpoint  # noqa: E402
 from tlcourse.keras.features import (  # noqa: E402
@@ -44,6 +51,11 @@ from tlcourse.keras.training import evaluate, fit, predict, set_seed  # noqa: E4
 from tlcourse.port import port_to_torch  # noqa: E402
 
 __all__ = [
+    "adapt",
+    "adapt_batchnorm",
+    "build_domain_head",
+    "coral_loss",
+    "mmd_loss",
     "GradientReversal",
     "reverse_gradient",
     "build_discriminator",

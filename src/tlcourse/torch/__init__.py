@@ -5,6 +5,13 @@ from tlcourse.frameworks import block_triton_after_tensorflow
 block_triton_after_tensorflow()
 
 from tlcourse.port import port_to_keras  # noqa: E402
+from tlcourse.torch.adaptation import (  # noqa: E402
+    adapt,
+    adapt_batchnorm,
+    build_domain_head,
+    coral_loss,
+    mmd_loss,
+)
 from tlcourse.torch.adversarial import GradientReversal, reverse_gradient  # noqa: E402
 from tlcourse.torch.checkpoints import (  # noqa: E402
     load_checkpoint,
@@ -42,6 +49,11 @@ from tlcourse.torch.source import get_source_model  # noqa: E402
 from tlcourse.torch.training import evaluate, fit, predict, set_seed  # noqa: E402
 
 __all__ = [
+    "adapt",
+    "adapt_batchnorm",
+    "build_domain_head",
+    "coral_loss",
+    "mmd_loss",
     "GradientReversal",
     "reverse_gradient",
     "build_discriminator",
