@@ -6,7 +6,13 @@ import pytest
 
 import tlcourse.keras as tk
 import tlcourse.torch as tt
-from tlcourse.adaptation import METHODS, coral_transform, dann_lambda, run_adaptation
+from tlcourse.adaptation import (
+    METHODS,
+    batch_indices,
+    coral_transform,
+    dann_lambda,
+    run_adaptation,
+)
 
 
 def _features(seed, n=12, d=5, shift=0.0):
@@ -94,6 +100,14 @@ def test_dann_lambda_rises_from_zero_to_almost_one():
     assert np.all(np.diff(values) > 0)
     with pytest.raises(ValueError, match="progress"):
         dann_lambda(1.5)
+
+
+def test_batch_indices_cover_each_pass_without_repeats():
+    batches = batch_indices(np.random.default_rng(0), 10, 3)
+    first_pass = [next(batches) for _ in range(3)]  # 3 full batches; the 10th index waits
+    assert all(len(b) == 3 for b in first_pass)
+    assert len(np.unique(np.concatenate(first_pass))) == 9
+    assert len(next(batch_indices(np.random.default_rng(0), 2, 8))) == 2  # n < batch_size
 
 
 def test_coral_transform_gives_source_the_target_statistics():

@@ -32,6 +32,19 @@ def check_method(method: str) -> str:
     return method
 
 
+def batch_indices(rng: np.random.Generator, n: int, batch_size: int):
+    """Endless batches of indices into ``n`` items: a fresh permutation each pass.
+
+    Batches never wrap around the end of a pass, so every batch has
+    ``min(batch_size, n)`` distinct indices.
+    """
+    size = min(batch_size, n)
+    while True:
+        order = rng.permutation(n)
+        for start in range(0, n - size + 1, size):
+            yield order[start : start + size]
+
+
 def dann_lambda(progress: float, gamma: float = 10.0) -> float:
     """DANN's schedule for the reversal strength: ``2 / (1 + exp(-gamma * p)) - 1``.
 

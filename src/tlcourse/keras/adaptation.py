@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from tlcourse.adaptation import DEFAULT_WEIGHTS, check_method, dann_lambda
+from tlcourse.adaptation import DEFAULT_WEIGHTS, batch_indices, check_method, dann_lambda
 from tlcourse.checks import check_images_and_labels, check_non_negative, check_positive_ints
 from tlcourse.keras.adversarial import GradientReversal
 from tlcourse.keras.training import _num_outputs, _reset_optimizer, _to_array
@@ -214,8 +214,8 @@ def adapt(
     width = int(chain[-1].kernel.shape[0])
     step, optimizer, domain_head = _compiled_step(model, method, width, seed)
     rng = np.random.default_rng(seed)
-    source_batches = _batches(rng, len(X_s), batch_size)
-    target_batches = _batches(rng, len(X_t), batch_size)
+    source_batches = batch_indices(rng, len(X_s), batch_size)
+    target_batches = batch_indices(rng, len(X_t), batch_size)
     history: dict[str, list[float]] = {"loss": [], "align": []}
     weight_t, threshold_t = tf.constant(weight, tf.float32), tf.constant(threshold, tf.float32)
     bar = tqdm(range(num_steps), desc=desc or method, disable=quiet, mininterval=1.0)
@@ -235,15 +235,6 @@ def adapt(
         if i % 20 == 0:
             bar.set_postfix(loss=f"{task:.3f}", align=f"{align:.3f}")
     return history
-
-
-def _batches(rng: np.random.Generator, n: int, batch_size: int):
-    """Endless index batches: a fresh permutation each pass; batches never wrap."""
-    size = min(batch_size, n)
-    while True:
-        order = rng.permutation(n)
-        for start in range(0, n - size + 1, size):
-            yield order[start : start + size]
 
 
 def adapt_batchnorm(model: keras.Model, X_target, *, batch_size: int = 500) -> keras.Model:

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from tlcourse.adaptation import DEFAULT_WEIGHTS, check_method, dann_lambda
+from tlcourse.adaptation import DEFAULT_WEIGHTS, batch_indices, check_method, dann_lambda
 from tlcourse.checks import check_images_and_labels, check_non_negative, check_positive_ints
 from tlcourse.schedules import cosine_factor
 from tlcourse.torch.adversarial import GradientReversal
@@ -210,18 +210,18 @@ def adapt(
         optimizer, lambda step: cosine_factor(step, num_steps, "cosine")
     )
     rng = np.random.default_rng(seed)
-    source_batches = _batches(rng, len(X_s), batch_size)
-    target_batches = _batches(rng, len(X_t), batch_size)
+    source_batches = batch_indices(rng, len(X_s), batch_size)
+    target_batches = batch_indices(rng, len(X_t), batch_size)
     history: dict[str, list[float]] = {"loss": [], "align": []}
     model.train()
     bar = tqdm(range(num_steps), desc=desc or method, disable=quiet, mininterval=1.0)
     for step in bar:
-        i_s = next(source_batches)
+        i_s = torch.as_tensor(next(source_batches))
         if method == "source_only":
             task = F.cross_entropy(model(X_s[i_s]), y_s[i_s])
             align = torch.zeros(())
         else:
-            i_t = next(target_batches)
+            i_t = torch.as_tensor(next(target_batches))
             f = features(torch.cat([X_s[i_s], X_t[i_t]]))
             f_s, f_t = f[: len(i_s)], f[len(i_s) :]
             logits = head(f)
@@ -260,15 +260,6 @@ def _alignment(method, f, f_s, f_t, logits_t, domain_head, threshold):
     mask = (confidence >= threshold).float()
     ce = F.cross_entropy(logits_t, pseudo, reduction="none")
     return (mask * ce).mean(), mask.mean().item()
-
-
-def _batches(rng: np.random.Generator, n: int, batch_size: int):
-    """Endless index batches: a fresh permutation each pass; batches never wrap."""
-    size = min(batch_size, n)
-    while True:
-        order = rng.permutation(n)
-        for start in range(0, n - size + 1, size):
-            yield torch.as_tensor(order[start : start + size])
 
 
 @torch.no_grad()
