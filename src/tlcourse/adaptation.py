@@ -15,7 +15,7 @@ from types import ModuleType
 import numpy as np
 from tqdm import tqdm
 
-from tlcourse.checks import check_non_negative
+from tlcourse.checks import check_images_and_labels, check_non_negative, check_positive_ints
 
 # What each method adds to the cross-entropy on labelled source images.
 METHODS = ("source_only", "coral", "mmd", "dann", "self_training")
@@ -30,6 +30,43 @@ def check_method(method: str) -> str:
     if method not in METHODS:
         raise ValueError(f"Unknown adaptation method {method!r}; valid: {METHODS}.")
     return method
+
+
+def check_adapt_inputs(
+    X_source,
+    y_source,
+    X_target,
+    *,
+    num_classes: int | None,
+    method: str,
+    num_steps: int,
+    batch_size: int,
+    threshold: float,
+    weight: float | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Validate the arguments of either framework's ``adapt``.
+
+    Returns the source images and labels and the target images as float32 / int64 arrays,
+    and the weight of the added loss (``DEFAULT_WEIGHTS[method]`` when ``weight`` is None).
+    Raises ValueError for an unknown method, bad images or labels, source and target images
+    of different shapes, non-positive step or batch counts, a threshold outside [0, 1] or a
+    negative weight.
+    """
+    check_method(method)
+    X_source, y_source = check_images_and_labels(X_source, y_source, num_classes=num_classes)
+    X_target, _ = check_images_and_labels(X_target)
+    if X_source.shape[1:] != X_target.shape[1:]:
+        raise ValueError(
+            f"Source images {X_source.shape[1:]} and target images {X_target.shape[1:]} "
+            "must have the same shape."
+        )
+    check_positive_ints(num_steps=num_steps, batch_size=batch_size)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}.")
+    weight = check_non_negative(
+        "weight", DEFAULT_WEIGHTS.get(method, 0.0) if weight is None else weight
+    )
+    return X_source, y_source, X_target, weight
 
 
 def batch_indices(rng: np.random.Generator, n: int, batch_size: int):

@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from tlcourse.adaptation import DEFAULT_WEIGHTS, batch_indices, check_method, dann_lambda
-from tlcourse.checks import check_images_and_labels, check_non_negative, check_positive_ints
+from tlcourse.adaptation import batch_indices, check_adapt_inputs, dann_lambda
+from tlcourse.checks import check_images_and_labels, check_positive_ints
 from tlcourse.keras.adversarial import GradientReversal
 from tlcourse.keras.training import _num_outputs, _reset_optimizer, _to_array
 from tlcourse.schedules import cosine_factor
@@ -193,21 +193,16 @@ def adapt(
     model must be a chain of layers whose last one is the classifier head (as the digit
     net is); the features are the output of the layer before it.
     """
-    check_method(method)
-    X_source, y_source = check_images_and_labels(
-        X_source, y_source, num_classes=_num_outputs(model)
-    )
-    X_target, _ = check_images_and_labels(X_target)
-    if X_source.shape[1:] != X_target.shape[1:]:
-        raise ValueError(
-            f"Source images {X_source.shape[1:]} and target images {X_target.shape[1:]} "
-            "must have the same shape."
-        )
-    check_positive_ints(num_steps=num_steps, batch_size=batch_size)
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}.")
-    weight = check_non_negative(
-        "weight", DEFAULT_WEIGHTS.get(method, 0.0) if weight is None else weight
+    X_source, y_source, X_target, weight = check_adapt_inputs(
+        X_source,
+        y_source,
+        X_target,
+        num_classes=_num_outputs(model),
+        method=method,
+        num_steps=num_steps,
+        batch_size=batch_size,
+        threshold=threshold,
+        weight=weight,
     )
     chain = _chain(model)
     X_s, X_t = _to_array(X_source), _to_array(X_target)

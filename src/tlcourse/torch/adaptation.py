@@ -21,8 +21,8 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from tlcourse.adaptation import DEFAULT_WEIGHTS, batch_indices, check_method, dann_lambda
-from tlcourse.checks import check_images_and_labels, check_non_negative, check_positive_ints
+from tlcourse.adaptation import batch_indices, check_adapt_inputs, dann_lambda
+from tlcourse.checks import check_images_and_labels, check_positive_ints
 from tlcourse.schedules import cosine_factor
 from tlcourse.torch.adversarial import GradientReversal
 from tlcourse.torch.training import _num_outputs, _to_tensor
@@ -179,21 +179,16 @@ def adapt(
         An unknown method, bad images or labels, source and target images of different
         shapes, a threshold outside [0, 1] or a negative weight.
     """
-    check_method(method)
-    X_source, y_source = check_images_and_labels(
-        X_source, y_source, num_classes=_num_outputs(model)
-    )
-    X_target, _ = check_images_and_labels(X_target)
-    if X_source.shape[1:] != X_target.shape[1:]:
-        raise ValueError(
-            f"Source images {X_source.shape[1:]} and target images {X_target.shape[1:]} "
-            "must have the same shape."
-        )
-    check_positive_ints(num_steps=num_steps, batch_size=batch_size)
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}.")
-    weight = check_non_negative(
-        "weight", DEFAULT_WEIGHTS.get(method, 0.0) if weight is None else weight
+    X_source, y_source, X_target, weight = check_adapt_inputs(
+        X_source,
+        y_source,
+        X_target,
+        num_classes=_num_outputs(model),
+        method=method,
+        num_steps=num_steps,
+        batch_size=batch_size,
+        threshold=threshold,
+        weight=weight,
     )
     features, head = _split(model)
     X_s, y_s, X_t = _to_tensor(X_source), torch.as_tensor(y_source), _to_tensor(X_target)
