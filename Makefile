@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine (see README.md):
 #   make book   set up .venv if needed, then build the HTML book into _build/html
 #   make test   set up .venv if needed, then lint, unit tests, every chapter under nbval,
-#               and the book build with warnings as errors
+#               the book build with warnings as errors, and the website in a real browser
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -15,11 +15,12 @@ EXTRAS := book,test
 NB_DIR := _build/notebooks
 CHAPTERS := $(sort $(wildcard chapters/*.md))
 
-.PHONY: help setup book test lint unit notebooks clean
+.PHONY: help setup book test lint unit notebooks site linkcheck clean
 
 help:
 	@echo "make book   build the book into _build/html (creates .venv on first use)"
-	@echo "make test   lint, unit tests, every chapter under nbval, then the book build"
+	@echo "make test   lint, unit tests, every chapter under nbval, the book build, the browser test"
+	@echo "make linkcheck   check the book's external links (needs internet; not part of make test)"
 
 # The stamp is rebuilt when the pins change, so `make` re-installs exactly then.
 $(STAMP): pyproject.toml
@@ -47,7 +48,27 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests
 
 unit: $(STAMP)
-	$(BIN)/pytest tests -q -p no:cacheprovider
+	$(BIN)/pytest tests -q -p no:cacheprovider --ignore=tests/site
+
+# The browser test drives Debian's Chromium (Playwright's own browser download cannot work
+# offline). As root it is installed here, with a CJK font for the glossary's Chinese terms.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" -ne 0 ]; then \
+		echo "The browser test needs Chromium at $(CHROMIUM): sudo apt-get install chromium" >&2; exit 1; fi
+	@start=$$(date +%s); \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
+	echo "installed Chromium in $$(( $$(date +%s) - start )) s"
+
+# The built website in a real browser: every page loads without JavaScript errors, every
+# image loads, no output shows a traceback, the sidebar lists every chapter, search works.
+site: $(STAMP) $(CHROMIUM)
+	@test -f _build/html/index.html || { echo "No built book: run make book first." >&2; exit 1; }
+	$(BIN)/pytest tests/site -q -p no:cacheprovider
+	@echo "screenshots of every page: _build/screenshots"
+
+linkcheck: $(STAMP)
+	$(BIN)/jupyter-book build . --builder linkcheck
 
 # Each chapter becomes a notebook and runs under nbval; its wall time is printed.
 notebooks: $(STAMP)
@@ -60,11 +81,13 @@ notebooks: $(STAMP)
 		echo "$$md ran in $$(( $$(date +%s) - start )) s"; \
 	done
 
-test: $(STAMP)
+# Chromium first: a missing browser should fail the run at its start, not after an hour.
+test: $(STAMP) $(CHROMIUM)
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory notebooks
 	@$(MAKE) --no-print-directory book
+	@$(MAKE) --no-print-directory site
 
 clean:
 	rm -rf _build  # also drops the execution cache, so every chapter runs again

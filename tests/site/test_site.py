@@ -1,0 +1,226 @@
+"""The built website, tested the way a reader uses it: in a real browser.
+
+Playwright drives Debian's Chromium over the book in `_build/html`, served on 127.0.0.1.
+Run it after `make book` (`make test` does); it saves a screenshot of every page under
+`_build/screenshots`.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import re
+import shutil
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+HTML = ROOT / "_build" / "html"
+SHOTS = ROOT / "_build" / "screenshots"
+
+# The flags that let Chromium run headless as root on a machine without a network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# Requests that leave 127.0.0.1 are answered with a network error here (the build machine
+# is offline, and a test must not depend on the internet). A page may ask for these hosts
+# only, for the reason given; any other outside request fails the test.
+ALLOWED_OUTSIDE_HOSTS = {
+    "cdn.jsdelivr.net": "MathJax, which Sphinx loads from its CDN on pages with formulas",
+}
+
+
+def _toc_pages() -> list[str]:
+    """Every page of the table of contents, as a docname (`chapters/01_...`)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for part in toc["parts"]:
+        pages += [entry["file"] for entry in part["chapters"]]
+    return pages
+
+
+TOC_PAGES = _toc_pages()
+CHAPTERS = [page for page in TOC_PAGES if page.startswith("chapters/")]
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not (HTML / "index.html").exists():
+        pytest.fail(f"{HTML} has no built book: run `make book` first.")
+    handler = functools.partial(_QuietHandler, directory=str(HTML))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # the test reports failures; the access log is noise
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        pytest.fail("Chromium is missing: `make test` installs it (apt-get install chromium).")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class PageVisit:
+    """Open one page and record what a reader's browser would report."""
+
+    def __init__(self, browser, base_url: str):
+        self.base = urlsplit(base_url).netloc
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = self.context.new_page()
+        self.js_errors: list[str] = []
+        self.outside: set[str] = set()
+        self.page.on("pageerror", lambda exc: self.js_errors.append(f"uncaught: {exc}"))
+        self.page.on("console", self._on_console)
+        self.context.route("**/*", self._route)
+
+    def _route(self, route):
+        host = urlsplit(route.request.url).netloc
+        if host == self.base:
+            route.continue_()
+        else:
+            self.outside.add(host)
+            route.abort("internetdisconnected")
+
+    def _on_console(self, message):
+        if message.type != "error":
+            return
+        source = message.location.get("url", "") if message.location else ""
+        if urlsplit(source).netloc in self.outside:
+            return  # the refused outside request itself, checked against the allow-list
+        self.js_errors.append(f"console: {message.text} ({source})")
+
+    def close(self):
+        self.context.close()
+
+
+def _sidebar_hrefs(page) -> list[str]:
+    return page.eval_on_selector_all(
+        "nav.bd-links a.reference.internal", "links => links.map(a => a.href)"
+    )
+
+
+@pytest.mark.parametrize("docname", TOC_PAGES)
+def test_page_loads_cleanly_with_figures_and_full_sidebar(server, browser, docname):
+    visit = PageVisit(browser, server)
+    page = visit.page
+    try:
+        response = page.goto(f"{server}/{docname}.html", wait_until="load")
+        assert response is not None and response.status == 200, docname
+        page.wait_for_load_state("networkidle")
+
+        # Every image has loaded: eager-load any lazy ones, then wait for each to decode.
+        broken = page.evaluate(
+            """async () => {
+                const images = Array.from(document.images);
+                images.forEach(img => { img.loading = "eager"; });
+                await Promise.all(images.map(img => img.decode().catch(() => null)));
+                return images.filter(img => !(img.complete && img.naturalWidth > 0))
+                             .map(img => img.currentSrc || img.src);
+            }"""
+        )
+        assert not broken, f"{docname}: images that did not load: {broken}"
+
+        # No cell output shows a Python traceback.
+        outputs = page.eval_on_selector_all(
+            ".cell_output, .output", "nodes => nodes.map(n => n.innerText)"
+        )
+        tracebacks = [text[:300] for text in outputs if "Traceback (most recent call last)" in text]
+        assert not tracebacks, f"{docname}: outputs with a traceback: {tracebacks}"
+        assert page.locator(".output.traceback, .output.error").count() == 0, docname
+
+        # The sidebar lists every chapter of the book.
+        hrefs = [urlsplit(href).path for href in _sidebar_hrefs(page)]
+        missing = [ch for ch in CHAPTERS if not any(h.endswith(f"/{ch}.html") for h in hrefs)]
+        assert not missing, f"{docname}: sidebar lacks {missing}"
+
+        assert not visit.js_errors, f"{docname}: JavaScript errors: {visit.js_errors}"
+        unexpected = visit.outside - set(ALLOWED_OUTSIDE_HOSTS)
+        assert not unexpected, f"{docname}: requests outside the book: {sorted(unexpected)}"
+
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SHOTS / f"{docname.replace('/', '__')}.png", full_page=True)
+    finally:
+        visit.close()
+
+
+def test_chapters_show_their_figures(server, browser):
+    """A chapter page has rendered figures, not only text: the glued plots are there."""
+    visit = PageVisit(browser, server)
+    try:
+        counts = {}
+        for docname in CHAPTERS:
+            visit.page.goto(f"{server}/{docname}.html", wait_until="load")
+            counts[docname] = visit.page.evaluate(
+                "Array.from(document.images).filter(i => i.naturalWidth > 100).length"
+            )
+        assert all(n >= 1 for n in counts.values()), counts
+    finally:
+        visit.close()
+
+
+def test_search_finds_fine_tuning(server, browser):
+    visit = PageVisit(browser, server)
+    page = visit.page
+    try:
+        page.goto(f"{server}/search.html?q=fine-tuning", wait_until="load")
+        results = page.locator("#search-results ul.search li")
+        results.first.wait_for(timeout=20_000)
+        hrefs = results.locator("a").evaluate_all("links => links.map(a => a.href)")
+        assert any(re.search(r"chapters/04_fine_tuning\.html", h) for h in hrefs), hrefs
+        assert not visit.js_errors, visit.js_errors
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SHOTS / "search.png", full_page=True)
+    finally:
+        visit.close()
+
+
+def test_glossary_terms_link_back_from_the_chapters(server, browser):
+    """First uses in the chapters link to the glossary, and the glossary has the 中文 terms."""
+    visit = PageVisit(browser, server)
+    page = visit.page
+    try:
+        page.goto(f"{server}/appendix/glossary.html", wait_until="load")
+        terms = page.eval_on_selector_all("dl.glossary dt", "dts => dts.map(d => d.innerText)")
+        for chinese in (
+            "迁移学习",
+            "源域",
+            "目标域",
+            "微调",
+            "特征提取",
+            "预训练",
+            "领域自适应",
+            "生成对抗网络",
+        ):
+            assert any(chinese in term for term in terms), (chinese, terms)
+        page.goto(f"{server}/{CHAPTERS[0]}.html", wait_until="load")
+        links = page.eval_on_selector_all(
+            "a.reference.internal", "links => links.map(a => a.getAttribute('href'))"
+        )
+        assert any("glossary.html#term-" in (h or "") for h in links), links
+    finally:
+        visit.close()
