@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -69,7 +70,10 @@ def fit_distributed(
     every global batch from a :class:`~torch.utils.data.DistributedSampler`, so that the
     ``W`` shards of step ``i`` together are exactly batch ``i`` of a one-process run with
     the same ``global_batch_size`` and seed. AdamW with a cosine schedule, as in
-    :func:`tlcourse.torch.fit`.
+    :func:`tlcourse.torch.fit`. The match is exact (up to rounding) only when no layer
+    depends on the batch it sees: BatchNorm in training mode normalises each process's
+    shard with that shard's statistics, so freeze it (:func:`tlcourse.torch.freeze_batchnorm`)
+    or, on GPUs, convert it to ``torch.nn.SyncBatchNorm``.
 
     Parameters
     ----------
@@ -326,8 +330,18 @@ def launch(
     finally:
         _kill_group(proc)
     if proc.returncode != 0 or not log.exists():
-        tail = "\n".join(output.splitlines()[-25:])
-        raise RuntimeError(f"torchrun exited with {proc.returncode}:\n{tail}")
+        # torchrun prefixes each worker's lines with [rankN]:; name the workers' own errors
+        # first, since torchrun's summary alone only says that a child failed.
+        lines = output.splitlines()
+        errors = dict.fromkeys(
+            line.split(":", 1)[1].strip()
+            for line in lines
+            if re.match(r"\[rank\d+\]:\s*\w+(Error|Exception)\b", line)
+        )
+        tail = "\n".join(lines[-15:])
+        raise RuntimeError(
+            f"torchrun exited with {proc.returncode}: {'; '.join(errors) or 'see below'}\n{tail}"
+        )
     return json.loads(log.read_text())
 
 
