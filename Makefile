@@ -51,13 +51,14 @@ unit: $(STAMP)
 	$(BIN)/pytest tests -q -p no:cacheprovider --ignore=tests/site
 
 # The browser test drives Debian's Chromium (Playwright's own browser download cannot work
-# offline). As root it is installed here, with a CJK font for the glossary's Chinese terms.
+# offline). As root it is installed here, with fonts for the glossary's Chinese terms and
+# the emoji of the timings table.
 CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	@if [ "$$(id -u)" -ne 0 ]; then \
 		echo "The browser test needs Chromium at $(CHROMIUM): sudo apt-get install chromium" >&2; exit 1; fi
 	@start=$$(date +%s); \
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
+	apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei fonts-noto-color-emoji >/dev/null; \
 	echo "installed Chromium in $$(( $$(date +%s) - start )) s"
 
 # The built website in a real browser: every page loads without JavaScript errors, every

@@ -1,0 +1,77 @@
+"""A Sphinx extension for the book's build: no duplicate scripts, no stale pasted results.
+
+1. Sphinx 7.4 (the version Jupyter Book 1 runs on) keeps an inline script that an extension
+adds after the builder starts twice: once as given (file name ``None``) and once more,
+copied from its registry, with the file name ``""``. The two never compare equal, so the
+page includes both. sphinx-thebe's ``const THEBE_JS_URL = ...`` is such a script, and the
+browser then throws "Identifier 'THEBE_JS_URL' has already been declared" on every page.
+This extension removes the second copy before the page is written.
+
+2. A page that pastes glued values from other pages (``{glue:text}`path::key```, as the
+   "Results at a glance" page does) is filled in when it is written. Sphinx rewrites only
+   pages whose own source changed, so after a chapter runs again such a page would keep
+   the old values; this extension rewrites every pasting page on every build.
+
+Enable it with ``sphinx: extra_extensions: [tlcourse.sphinxext]`` in ``_config.yml``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def script_key(script: Any) -> tuple:
+    """What makes two page scripts the same: file (``None`` and ``""`` alike), attributes."""
+    filename = str(getattr(script, "filename", script) or "")
+    attributes = getattr(script, "attributes", {})
+    return filename, tuple(sorted((k, str(v)) for k, v in attributes.items()))
+
+
+def unique_scripts(scripts: list) -> list:
+    """``scripts`` without repeats (by :func:`script_key`), in their original order."""
+    seen: set[tuple] = set()
+    unique = []
+    for script in scripts:
+        key = script_key(script)
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    return unique
+
+
+def _drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> None:
+    if "script_files" in context:
+        context["script_files"][:] = unique_scripts(list(context["script_files"]))
+
+
+def _pasting_docs(env) -> set[str]:
+    if not hasattr(env, "tlcourse_pasting_docs"):
+        env.tlcourse_pasting_docs = set()
+    return env.tlcourse_pasting_docs
+
+
+def pastes_from_other_docs(doctree) -> bool:
+    """Whether a doctree holds glue references to other documents, resolved at write time."""
+    from myst_nb.ext.glue.utils import PendingGlueReference
+
+    return any(True for _ in doctree.findall(PendingGlueReference))
+
+
+def _note_pasting_doc(app, doctree) -> None:
+    docs = _pasting_docs(app.env)
+    if pastes_from_other_docs(doctree):
+        docs.add(app.env.docname)
+    else:
+        docs.discard(app.env.docname)
+
+
+def _rewrite_pasting_docs(app, env) -> list[str]:
+    return sorted(doc for doc in _pasting_docs(env) if doc in env.found_docs)
+
+
+def setup(app) -> dict:
+    # After every other handler (priority 900), so that scripts added per page count too.
+    app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
+    app.connect("doctree-read", _note_pasting_doc)
+    app.connect("env-updated", _rewrite_pasting_docs)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
