@@ -118,6 +118,14 @@ class PageVisit:
         self.context.close()
 
 
+@pytest.fixture
+def visit(server, browser):
+    """A fresh browser context on the served book, closed after the test."""
+    page_visit = PageVisit(browser, server)
+    yield page_visit
+    page_visit.close()
+
+
 def _sidebar_hrefs(page) -> list[str]:
     return page.eval_on_selector_all(
         "nav.bd-links a.reference.internal", "links => links.map(a => a.href)"
@@ -125,110 +133,94 @@ def _sidebar_hrefs(page) -> list[str]:
 
 
 @pytest.mark.parametrize("docname", TOC_PAGES)
-def test_page_loads_cleanly_with_figures_and_full_sidebar(server, browser, docname):
-    visit = PageVisit(browser, server)
+def test_page_loads_cleanly_with_figures_and_full_sidebar(server, visit, docname):
     page = visit.page
-    try:
-        response = page.goto(f"{server}/{docname}.html", wait_until="load")
-        assert response is not None and response.status == 200, docname
-        page.wait_for_load_state("networkidle")
+    response = page.goto(f"{server}/{docname}.html", wait_until="load")
+    assert response is not None and response.status == 200, docname
+    page.wait_for_load_state("networkidle")
 
-        # Every image has loaded: eager-load any lazy ones, then wait for each to decode.
-        broken = page.evaluate(
-            """async () => {
-                const images = Array.from(document.images);
-                images.forEach(img => { img.loading = "eager"; });
-                await Promise.all(images.map(img => img.decode().catch(() => null)));
-                return images.filter(img => !(img.complete && img.naturalWidth > 0))
-                             .map(img => img.currentSrc || img.src);
-            }"""
-        )
-        assert not broken, f"{docname}: images that did not load: {broken}"
+    # Every image has loaded: eager-load any lazy ones, then wait for each to decode.
+    broken = page.evaluate(
+        """async () => {
+            const images = Array.from(document.images);
+            images.forEach(img => { img.loading = "eager"; });
+            await Promise.all(images.map(img => img.decode().catch(() => null)));
+            return images.filter(img => !(img.complete && img.naturalWidth > 0))
+                         .map(img => img.currentSrc || img.src);
+        }"""
+    )
+    assert not broken, f"{docname}: images that did not load: {broken}"
 
-        # No cell output shows a Python traceback, except the cells tagged
-        # `raises-exception`: deliberate errors that the chapter shows the reader.
-        outputs = page.eval_on_selector_all(
-            ".cell_output, .output",
-            """nodes => nodes.map(n => ({
-                text: n.innerText,
-                deliberate: !!n.closest('.cell.tag_raises-exception'),
-            }))""",
-        )
-        tracebacks = [
-            o["text"][:300]
-            for o in outputs
-            if "Traceback (most recent call last)" in o["text"] and not o["deliberate"]
-        ]
-        assert not tracebacks, f"{docname}: outputs with a traceback: {tracebacks}"
+    # No cell output shows a Python traceback, except the cells tagged
+    # `raises-exception`: deliberate errors that the chapter shows the reader.
+    outputs = page.eval_on_selector_all(
+        ".cell_output, .output",
+        """nodes => nodes.map(n => ({
+            text: n.innerText,
+            deliberate: !!n.closest('.cell.tag_raises-exception'),
+        }))""",
+    )
+    tracebacks = [
+        o["text"][:300]
+        for o in outputs
+        if "Traceback (most recent call last)" in o["text"] and not o["deliberate"]
+    ]
+    assert not tracebacks, f"{docname}: outputs with a traceback: {tracebacks}"
 
-        # The sidebar lists every chapter of the book.
-        hrefs = [urlsplit(href).path for href in _sidebar_hrefs(page)]
-        missing = [ch for ch in CHAPTERS if not any(h.endswith(f"/{ch}.html") for h in hrefs)]
-        assert not missing, f"{docname}: sidebar lacks {missing}"
+    # The sidebar lists every chapter of the book.
+    hrefs = [urlsplit(href).path for href in _sidebar_hrefs(page)]
+    missing = [ch for ch in CHAPTERS if not any(h.endswith(f"/{ch}.html") for h in hrefs)]
+    assert not missing, f"{docname}: sidebar lacks {missing}"
 
-        assert not visit.js_errors, f"{docname}: JavaScript errors: {visit.js_errors}"
-        unexpected = visit.outside - set(ALLOWED_OUTSIDE_HOSTS)
-        assert not unexpected, f"{docname}: requests outside the book: {sorted(unexpected)}"
+    assert not visit.js_errors, f"{docname}: JavaScript errors: {visit.js_errors}"
+    unexpected = visit.outside - set(ALLOWED_OUTSIDE_HOSTS)
+    assert not unexpected, f"{docname}: requests outside the book: {sorted(unexpected)}"
 
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=SHOTS / f"{docname.replace('/', '__')}.png", full_page=True)
-    finally:
-        visit.close()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SHOTS / f"{docname.replace('/', '__')}.png", full_page=True)
 
 
-def test_chapters_show_their_figures(server, browser):
+def test_chapters_show_their_figures(server, visit):
     """A chapter page has rendered figures, not only text: the glued plots are there."""
-    visit = PageVisit(browser, server)
-    try:
-        counts = {}
-        for docname in CHAPTERS:
-            visit.page.goto(f"{server}/{docname}.html", wait_until="load")
-            counts[docname] = visit.page.evaluate(
-                "Array.from(document.images).filter(i => i.naturalWidth > 100).length"
-            )
-        assert all(n >= 1 for n in counts.values()), counts
-    finally:
-        visit.close()
-
-
-def test_search_finds_fine_tuning(server, browser):
-    visit = PageVisit(browser, server)
-    page = visit.page
-    try:
-        page.goto(f"{server}/search.html?q=fine-tuning", wait_until="load")
-        results = page.locator("#search-results ul.search li")
-        results.first.wait_for(timeout=20_000)
-        hrefs = results.locator("a").evaluate_all("links => links.map(a => a.href)")
-        assert any(re.search(r"chapters/04_fine_tuning\.html", h) for h in hrefs), hrefs
-        assert not visit.js_errors, visit.js_errors
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=SHOTS / "search.png", full_page=True)
-    finally:
-        visit.close()
-
-
-def test_glossary_terms_link_back_from_the_chapters(server, browser):
-    """First uses in the chapters link to the glossary, and the glossary has the 中文 terms."""
-    visit = PageVisit(browser, server)
-    page = visit.page
-    try:
-        page.goto(f"{server}/appendix/glossary.html", wait_until="load")
-        terms = page.eval_on_selector_all("dl.glossary dt", "dts => dts.map(d => d.innerText)")
-        for chinese in (
-            "迁移学习",
-            "源域",
-            "目标域",
-            "微调",
-            "特征提取",
-            "预训练",
-            "领域自适应",
-            "生成对抗网络",
-        ):
-            assert any(chinese in term for term in terms), (chinese, terms)
-        page.goto(f"{server}/{CHAPTERS[0]}.html", wait_until="load")
-        links = page.eval_on_selector_all(
-            "a.reference.internal", "links => links.map(a => a.getAttribute('href'))"
+    counts = {}
+    for docname in CHAPTERS:
+        visit.page.goto(f"{server}/{docname}.html", wait_until="load")
+        counts[docname] = visit.page.evaluate(
+            "Array.from(document.images).filter(i => i.naturalWidth > 100).length"
         )
-        assert any("glossary.html#term-" in (h or "") for h in links), links
-    finally:
-        visit.close()
+    assert all(n >= 1 for n in counts.values()), counts
+
+
+def test_search_finds_fine_tuning(server, visit):
+    page = visit.page
+    page.goto(f"{server}/search.html?q=fine-tuning", wait_until="load")
+    results = page.locator("#search-results ul.search li")
+    results.first.wait_for(timeout=20_000)
+    hrefs = results.locator("a").evaluate_all("links => links.map(a => a.href)")
+    assert any(re.search(r"chapters/04_fine_tuning\.html", h) for h in hrefs), hrefs
+    assert not visit.js_errors, visit.js_errors
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SHOTS / "search.png", full_page=True)
+
+
+def test_glossary_terms_link_back_from_the_chapters(server, visit):
+    """First uses in the chapters link to the glossary, and the glossary has the 中文 terms."""
+    page = visit.page
+    page.goto(f"{server}/appendix/glossary.html", wait_until="load")
+    terms = page.eval_on_selector_all("dl.glossary dt", "dts => dts.map(d => d.innerText)")
+    for chinese in (
+        "迁移学习",
+        "源域",
+        "目标域",
+        "微调",
+        "特征提取",
+        "预训练",
+        "领域自适应",
+        "生成对抗网络",
+    ):
+        assert any(chinese in term for term in terms), (chinese, terms)
+    page.goto(f"{server}/{CHAPTERS[0]}.html", wait_until="load")
+    links = page.eval_on_selector_all(
+        "a.reference.internal", "links => links.map(a => a.getAttribute('href'))"
+    )
+    assert any("glossary.html#term-" in (h or "") for h in links), links
