@@ -62,7 +62,8 @@ $(CHROMIUM):
 	echo "installed Chromium in $$(( $$(date +%s) - start )) s"
 
 # The built website in a real browser: every page loads without JavaScript errors, every
-# image loads, no output shows a traceback, the sidebar lists every chapter, search works.
+# image loads, formulas are typeset, no output shows a traceback, no request leaves the
+# machine, the sidebar lists every chapter, search works.
 site: $(STAMP) $(CHROMIUM)
 	@test -f _build/html/index.html || { echo "No built book: run make book first." >&2; exit 1; }
 	$(BIN)/pytest tests/site -q -p no:cacheprovider
