@@ -22,10 +22,12 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import psutil
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -314,21 +316,25 @@ def launch(
     log.unlink(missing_ok=True)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += [f"--nproc_per_node={nproc}", "-m", "tlcourse.torch.distributed", *args]
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    # torchrun starts every worker in a session of its own, so killing the launcher's
+    # process group would leave them running. Each process of this launch inherits a
+    # marker in its environment instead, and whatever carries it is killed at the end.
+    marker = uuid.uuid4().hex
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {}), _MARKER: marker}
     proc = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=full_env,
-        start_new_session=True,  # its own process group, so that killpg reaches every worker
+        start_new_session=True,
     )
     try:
         output, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise TimeoutError(f"torchrun ran longer than {timeout} s and was stopped.") from exc
     finally:
-        _kill_group(proc)
+        kill_launched(proc, marker)
     if proc.returncode != 0 or not log.exists():
         # torchrun prefixes each worker's lines with [rankN]:; name the workers' own errors
         # first, since torchrun's summary alone only says that a child failed.
@@ -345,12 +351,31 @@ def launch(
     return json.loads(log.read_text())
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # already gone, workers included
+_MARKER = "TLCOURSE_LAUNCH_ID"
+
+
+def launched_processes(marker: str) -> list[psutil.Process]:
+    """Processes whose environment carries this launch's marker (launcher and workers)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(_MARKER) == marker:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue  # gone already, or not ours to read
+    return found
+
+
+def kill_launched(proc: subprocess.Popen, marker: str) -> None:
+    """Kill the launcher ``proc`` and every process of its launch, then reap them."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # first the launcher: it starts no more workers
     proc.wait()
+    victims = launched_processes(marker)
+    for process in victims:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(victims, timeout=10)
 
 
 if __name__ == "__main__":
