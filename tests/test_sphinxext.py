@@ -1,10 +1,19 @@
 """The book's Sphinx extension: duplicate scripts dropped, pasting pages rewritten."""
 
+import nbformat
 from docutils import nodes
+from jupyter_cache import get_cache
+from jupyter_cache.base import CacheBundleIn
 from myst_nb.ext.glue.utils import PendingGlueReference
 from sphinx.builders.html._assets import _JavaScript
 
-from tlcourse.sphinxext import _drop_duplicate_scripts, pastes_from_other_docs, unique_scripts
+from tlcourse.sphinxext import (
+    _drop_duplicate_scripts,
+    has_outputs,
+    pastes_from_other_docs,
+    restore_cached_outputs,
+    unique_scripts,
+)
 
 
 def test_inline_script_added_twice_is_kept_once():
@@ -40,3 +49,33 @@ def test_pages_that_paste_from_other_pages_are_recognised():
     assert not pastes_from_other_docs(doctree)
     paragraph += PendingGlueReference(refdoc="chapters/01", key="acc", inline=True, gtype="text")
     assert pastes_from_other_docs(doctree)
+
+
+def _notebook(source, output=None):
+    cell = nbformat.v4.new_code_cell(source)
+    if output is not None:
+        cell.outputs = [nbformat.v4.new_output("stream", text=output)]
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    return notebook
+
+
+def test_cached_outputs_are_written_into_the_downloadable_notebook(tmp_path):
+    cache = get_cache(tmp_path / "cache")
+    executed = _notebook("print(1)", output="1\n")
+    cache.cache_notebook_bundle(CacheBundleIn(executed, "chapter.ipynb"), check_validity=False)
+    path = tmp_path / "chapter.ipynb"
+    nbformat.write(_notebook("print(1)"), path)  # what MyST-NB wrote: no outputs
+
+    assert restore_cached_outputs(path, tmp_path / "cache")
+    restored = nbformat.read(path, as_version=4)
+    assert has_outputs(restored) and restored.cells[0].outputs[0]["text"] == "1\n"
+    assert not restore_cached_outputs(path, tmp_path / "cache")  # nothing left to do
+
+
+def test_notebook_missing_from_the_cache_is_left_alone(tmp_path):
+    path = tmp_path / "other.ipynb"
+    nbformat.write(_notebook("print(2)"), path)
+    before = path.read_text()
+    assert not restore_cached_outputs(path, tmp_path / "cache")
+    assert path.read_text() == before

@@ -1,4 +1,4 @@
-"""A Sphinx extension for the book's build: no duplicate scripts, no stale pasted results.
+"""A Sphinx extension for the book's build: fixes to what Sphinx and MyST-NB write.
 
 1. Sphinx 7.4 (the version Jupyter Book 1 runs on) keeps an inline script that an extension
 adds after the builder starts twice: once as given (file name ``None``) and once more,
@@ -12,11 +12,17 @@ This extension removes the second copy before the page is written.
    pages whose own source changed, so after a chapter runs again such a page would keep
    the old values; this extension rewrites every pasting page on every build.
 
+3. The chapters' download button offers the executed notebook that MyST-NB writes to
+   ``_build/jupyter_execute``. MyST-NB 1.4 writes it *without outputs* when the outputs
+   come from the execution cache (a chapter whose code did not change since the last
+   build); this extension writes it again with the cached outputs merged in.
+
 Enable it with ``sphinx: extra_extensions: [tlcourse.sphinxext]`` in ``_config.yml``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -69,9 +75,40 @@ def _rewrite_pasting_docs(app, env) -> list[str]:
     return sorted(doc for doc in _pasting_docs(env) if doc in env.found_docs)
 
 
+def has_outputs(notebook) -> bool:
+    """Whether any code cell of ``notebook`` (an nbformat node) has an output."""
+    return any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
+
+
+def restore_cached_outputs(path: Path, cache_path: str | Path) -> bool:
+    """Merge the cached outputs into the notebook at ``path`` if it has none; True if done."""
+    import nbformat
+    from jupyter_cache import get_cache
+
+    notebook = nbformat.read(path, as_version=4)
+    if has_outputs(notebook):
+        return False
+    try:
+        _, merged = get_cache(cache_path).merge_match_into_notebook(notebook)
+    except KeyError:  # not in the cache: it was executed in this build, or not at all
+        return False
+    nbformat.write(merged, path)
+    return True
+
+
+def _write_executed_notebook(app, doctree) -> None:
+    config = getattr(app.env, "mystnb_config", None)
+    if config is None or config.execution_mode != "cache":
+        return
+    path = Path(config.output_folder, *f"{app.env.docname}.ipynb".split("/"))
+    if path.exists():
+        restore_cached_outputs(path, config.execution_cache_path or ".jupyter_cache")
+
+
 def setup(app) -> dict:
     # After every other handler (priority 900), so that scripts added per page count too.
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
     app.connect("doctree-read", _note_pasting_doc)
     app.connect("env-updated", _rewrite_pasting_docs)
+    app.connect("doctree-read", _write_executed_notebook)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -227,3 +227,20 @@ def test_glossary_terms_link_back_from_the_chapters(server, visit):
         "a.reference.internal", "links => links.map(a => a.getAttribute('href'))"
     )
     assert any("glossary.html#term-" in (h or "") for h in links), links
+
+
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_chapter_offers_downloads_and_launch_buttons(server, visit, docname):
+    """The header of a chapter downloads it (.md and executed .ipynb) or opens it elsewhere."""
+    page = visit.page
+    page.goto(f"{server}/{docname}.html", wait_until="load")
+    hrefs = page.eval_on_selector_all("a", "links => links.map(a => a.href)")
+    for host in ("mybinder.org", "colab.research.google.com"):
+        assert any(urlsplit(h).netloc == host for h in hrefs), (docname, host)
+    for suffix in (".md", ".ipynb"):
+        source = next(h for h in hrefs if h.endswith(f"_sources/{docname}{suffix}"))
+        response = page.request.get(source)
+        assert response.ok, (source, response.status)
+        if suffix == ".ipynb":  # the executed notebook: outputs included
+            cells = response.json()["cells"]
+            assert any(cell.get("outputs") for cell in cells), source
