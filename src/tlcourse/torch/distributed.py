@@ -80,7 +80,8 @@ def fit_distributed(
     Parameters
     ----------
     model : torch.nn.Module
-        The model to train, identical on every process (same weights, same frozen parts).
+        The model to train, identical on every process (same weights, same frozen parts),
+        already on this process's device (its GPU, or the CPU).
     X, y : array-like
         Training images ``(N, H, W)`` and labels; each process passes the same arrays.
     num_epochs : int, default 2
@@ -125,7 +126,10 @@ def fit_distributed(
     if not params:
         raise ValueError("The model has no trainable parameters: everything is frozen.")
 
-    ddp = DistributedDataParallel(model) if world > 1 else model
+    device = next(model.parameters()).device  # the process's GPU, or the CPU
+    ddp = model
+    if world > 1:
+        ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     data = TensorDataset(_to_tensor(X), torch.as_tensor(y))
     # The sampler shuffles with (seed, epoch) and hands rank r every W-th index, padding
     # so that every rank gets the same number of batches.
@@ -143,16 +147,17 @@ def fit_distributed(
     for epoch in bar:
         sampler.set_epoch(epoch)  # forget this and every epoch repeats the same order
         ddp.train()
-        total = torch.zeros(2)  # summed loss, images seen (this rank)
+        total = torch.zeros(2, device=device)  # summed loss, images seen (this rank)
         batches = list(loader)
         for first in range(0, len(batches), accumulate):
             group = batches[first : first + accumulate]
             for i, (xb, yb) in enumerate(group):
+                xb, yb = xb.to(device), yb.to(device)
                 sync = i == len(group) - 1
                 with ddp.no_sync() if (world > 1 and not sync) else contextlib.nullcontext():
                     loss = loss_fn(ddp(xb), yb)
                     (loss / len(group)).backward()
-                total += torch.tensor([loss.item() * len(yb), len(yb)])
+                total += torch.tensor([loss.item() * len(yb), len(yb)], device=device)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -234,9 +239,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tlcourse.torch.finetune import freeze, freeze_batchnorm
 
     distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    # One GPU per process (torchrun sets LOCAL_RANK), talking over NCCL; else CPU and gloo.
+    device = torch.device("cpu")
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
     if distributed:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     try:
         rank = dist.get_rank() if distributed else 0
         X, y, X_test, y_test = _load_data(args.data, args.seed)
@@ -246,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.train_batchnorm:
             freeze_batchnorm(model)
         history = fit_distributed(
-            model,
+            model.to(device),
             X,
             y,
             num_epochs=args.epochs,
@@ -258,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             quiet=args.quiet,
         )
         if rank == 0:  # one writer: the log and the test score come from rank 0 only
-            history["test_accuracy"] = evaluate(model, X_test, y_test)["accuracy"]
+            history["test_accuracy"] = evaluate(model.cpu(), X_test, y_test)["accuracy"]
             history["backend"] = dist.get_backend() if distributed else "none"
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
