@@ -1,4 +1,4 @@
-"""A Sphinx extension for the book's build: fixes to what Sphinx and MyST-NB write.
+"""Fixes to what Sphinx and MyST-NB write (part of the ``tlcourse_book`` extension).
 
 1. Sphinx 7.4 (the version Jupyter Book 1 runs on) keeps an inline script that an extension
 adds after the builder starts twice: once as given (file name ``None``) and once more,
@@ -16,8 +16,6 @@ This extension removes the second copy before the page is written.
    ``_build/jupyter_execute``. MyST-NB 1.4 writes it *without outputs* when the outputs
    come from the execution cache (a chapter whose code did not change since the last
    build); this extension writes it again with the cached outputs merged in.
-
-Enable it with ``sphinx: extra_extensions: [tlcourse.sphinxext]`` in ``_config.yml``.
 """
 
 from __future__ import annotations
@@ -105,10 +103,10 @@ def _write_executed_notebook(app, doctree) -> None:
         restore_cached_outputs(path, config.execution_cache_path or ".jupyter_cache")
 
 
-def setup(app) -> dict:
+def connect(app) -> None:
+    """Connect the three fixes to the Sphinx events they need."""
     # After every other handler (priority 900), so that scripts added per page count too.
     app.connect("html-page-context", _drop_duplicate_scripts, priority=900)
     app.connect("doctree-read", _note_pasting_doc)
     app.connect("env-updated", _rewrite_pasting_docs)
     app.connect("doctree-read", _write_executed_notebook)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,4 +1,4 @@
-"""The book's Sphinx extension: duplicate scripts dropped, pasting pages rewritten."""
+"""The book build's fixes: duplicate scripts dropped, pasting pages rewritten, outputs kept."""
 
 import nbformat
 from docutils import nodes
@@ -7,7 +7,7 @@ from jupyter_cache.base import CacheBundleIn
 from myst_nb.ext.glue.utils import PendingGlueReference
 from sphinx.builders.html._assets import _JavaScript
 
-from tlcourse.sphinxext import (
+from tlcourse_book.fixes import (
     _drop_duplicate_scripts,
     has_outputs,
     pastes_from_other_docs,

@@ -1,0 +1,116 @@
+"""A pytest plugin: nbval runs each chapter once, and the book build reuses that run.
+
+Use it as ``pytest -p tlcourse_book.nbval_cache --nbval-lax chapters/*.md``. Each MyST
+Markdown notebook is read as MyST-NB reads it and run by nbval, one test per code cell
+(a failing ``assert`` fails its test; a cell tagged ``raises-exception`` must raise).
+When every cell of a chapter has passed, the executed notebook, with the outputs nbval
+collected, goes into the execution cache of the current environment
+(:func:`tlcourse_book.execution.cache_path`), where the book build finds it and executes
+nothing. A chapter with a failing or skipped cell is not cached.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from nbval.plugin import IPyNbCell, IPyNbFile, find_comment_markers, find_metadata_tags
+
+from tlcourse_book import execution
+
+_LINES = pytest.StashKey[list]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("tlcourse-book")
+    group.addoption(
+        "--book-root",
+        default=None,
+        help="the book's root folder (holds _config.yml, src/ and pyproject.toml); "
+        "default: the nearest parent of the rootdir with a _config.yml",
+    )
+
+
+def _book_root(config) -> Path:
+    option = config.getoption("book_root")
+    if option:
+        return Path(option).resolve()
+    for folder in (Path(config.rootpath), *Path(config.rootpath).parents):
+        if (folder / "_config.yml").is_file():
+            return folder.resolve()
+    raise pytest.UsageError("no _config.yml above the rootdir: pass --book-root")
+
+
+def pytest_collect_file(file_path, parent):
+    if file_path.suffix == ".md" and execution.is_notebook(file_path):
+        return MystNotebook.from_parent(parent, path=file_path)
+    return None
+
+
+class MystNotebook(IPyNbFile):
+    """A chapter: nbval's notebook collector, reading the ``.md`` as MyST-NB does."""
+
+    def collect(self):
+        self.book_root = _book_root(self.config)
+        self.nb = execution.read_notebook(self.path, self.book_root)
+        self.outcomes: dict[int, tuple[str, list]] = {}
+        code_cells = [cell for cell in self.nb.cells if cell.cell_type == "code"]
+        for number, cell in enumerate(code_cells):
+            options = defaultdict(bool, find_metadata_tags(cell.metadata))
+            options.update(dict(find_comment_markers(cell.source)))
+            options.setdefault("check", self.compare_outputs)
+            yield IPyNbCell.from_parent(
+                self, name=f"Cell {number}", cell_num=number, cell=cell, options=options
+            )
+
+    def setup(self):
+        self.started = time.perf_counter()
+        super().setup()  # starts the kernel, in the chapter's folder as MyST-NB does
+
+    def teardown(self):
+        super().teardown()
+        seconds = time.perf_counter() - self.started
+        n_cells = sum(cell.cell_type == "code" for cell in self.nb.cells)
+        passed = [n for n, (outcome, _) in self.outcomes.items() if outcome == "passed"]
+        name = self.path.relative_to(self.book_root).as_posix()
+        if len(passed) == n_cells:
+            folder = execution.cache_path(self.book_root)
+            outputs = [self.outcomes[n][1] for n in range(n_cells)]
+            execution.store_executed(folder, self.nb, outputs, str(self.path), seconds)
+            note = "cached for the book build"
+        else:
+            note = f"not cached: {n_cells - len(passed)} of {n_cells} cells did not pass"
+        _report(self.config, f"{name} ran once in {seconds:.0f} s ({n_cells} cells), {note}")
+
+
+def _report(config, line: str) -> None:
+    """Print ``line`` now (past pytest's output capture) and again in the summary."""
+    config.stash.setdefault(_LINES, []).append(line)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    lines = config.stash.get(_LINES, [])
+    if lines:
+        terminalreporter.section("chapters, each executed once")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    parent = item.parent
+    if isinstance(parent, MystNotebook) and isinstance(item, IPyNbCell):
+        if report.when == "call":
+            outputs = list(getattr(item, "test_outputs", None) or [])
+            parent.outcomes[item.cell_num] = (report.outcome, outputs)
+        elif report.outcome != "passed":  # set-up or teardown failed, or skipped
+            parent.outcomes[item.cell_num] = (report.outcome, [])
+    return report

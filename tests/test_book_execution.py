@@ -1,0 +1,221 @@
+"""One execution per chapter: the nbval run fills the cache the book build reads, and the
+cache follows the package source and the pins (_ext/tlcourse_book)."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from jupyter_cache import get_cache
+
+from tlcourse_book import REQUIRE_CACHED, environment_cache_path, execution
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+FRONT_MATTER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+"""
+
+CHAPTER = (
+    FRONT_MATTER
+    + """
+# One chapter
+
+```{code-cell} ipython3
+from pathlib import Path
+
+source = Path("../src/tlcourse/__init__.py").read_text()
+print("package says", source.split("=")[1].strip())
+```
+
+A deliberate error is shown, not raised:
+
+```{code-cell} ipython3
+:tags: [raises-exception]
+1 / 0
+```
+
+```{code-cell} ipython3
+assert "VALUE" in source
+6 * 7
+```
+"""
+)
+
+
+def _make_book(folder: Path, chapter: str = CHAPTER) -> Path:
+    (folder / "chapters").mkdir(parents=True)
+    (folder / "src" / "tlcourse").mkdir(parents=True)
+    (folder / "src" / "tlcourse" / "__init__.py").write_text("VALUE = 1\n")
+    pins = '[project]\nname = "tiny"\ndependencies = ["numpy==2.4.6"]\n'
+    (folder / "pyproject.toml").write_text(pins)
+    (folder / "_config.yml").write_text(
+        "title: Tiny\n"
+        "only_build_toc_files: true\n"
+        "exclude_patterns: [_build, src]\n"
+        "execute:\n  execute_notebooks: cache\n  stderr_output: remove\n"
+        "parse:\n  myst_enable_extensions: [colon_fence, dollarmath]\n"
+        "sphinx:\n"
+        f"  local_extensions:\n    tlcourse_book: {ROOT / '_ext'}\n"
+        "  config:\n    nb_execution_raise_on_error: true\n"
+    )
+    (folder / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nchapters:\n  - file: chapters/one\n"
+    )
+    (folder / "intro.md").write_text("# Tiny book\n")
+    (folder / "chapters" / "one.md").write_text(chapter)
+    return folder
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != REQUIRE_CACHED}
+    env["PYTHONPATH"] = str(ROOT / "_ext")
+    env.update(extra)
+    return env
+
+
+def _build(book: Path, **env):
+    return subprocess.run(
+        [str(BIN / "jupyter-book"), "build", str(book), "--builder", "html"],
+        capture_output=True,
+        text=True,
+        env=_env(**env),
+        timeout=300,
+    )
+
+
+def _nbval(book: Path):
+    return subprocess.run(
+        [str(BIN / "pytest"), "-p", "tlcourse_book.nbval_cache", "--nbval-lax"]
+        + ["--nbval-current-env", "-p", "no:cacheprovider", "--book-root", str(book)]
+        + ["--rootdir", str(book), "-q", str(book / "chapters" / "one.md")],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=book,
+        timeout=300,
+    )
+
+
+def _page(book: Path) -> str:
+    return (book / "_build" / "html" / "chapters" / "one.html").read_text()
+
+
+def _records(book: Path):
+    folder = execution.cache_path(book)
+    if not folder.is_dir():
+        return []
+    return get_cache(str(folder)).list_cache_records()
+
+
+def test_environment_hash_follows_source_and_pins_only(tmp_path):
+    book = _make_book(tmp_path / "book")
+    first = execution.environment_hash(book)
+    assert first == execution.environment_hash(book)
+    (book / "src" / "tlcourse" / "__pycache__").mkdir()
+    (book / "src" / "tlcourse" / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    (book / "chapters" / "notes.txt").write_text("not an input")
+    assert execution.environment_hash(book) == first
+
+    (book / "src" / "tlcourse" / "__init__.py").write_text("VALUE = 2\n")
+    second = execution.environment_hash(book)
+    (book / "src" / "tlcourse" / "new.py").write_text("")
+    third = execution.environment_hash(book)
+    pyproject = book / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace("2.4.6", "2.4.7"))
+    fourth = execution.environment_hash(book)
+    assert len({first, second, third, fourth}) == 4
+
+
+def test_the_build_and_the_nbval_run_use_the_same_cache_folder(tmp_path):
+    book = _make_book(tmp_path / "book")
+    built = environment_cache_path(book, book / "_build" / "html", "")
+    assert built == execution.cache_path(book)
+    assert built.parent == (book / "_build" / ".jupyter_cache").resolve()
+
+
+def test_missing_source_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no package source"):
+        execution.environment_hash(tmp_path)
+
+
+def test_only_the_newest_other_environments_are_kept(tmp_path):
+    folders = [tmp_path / f"{n:016x}" for n in range(5)]
+    for age, folder in enumerate(folders):
+        folder.mkdir()
+        os.utime(folder, (1_000_000 + age, 1_000_000 + age))
+    (tmp_path / "keep-me").mkdir()
+    removed = execution.prune_other_environments(folders[0], keep=2)
+    assert sorted(removed) == folders[1:3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [folders[0].name, folders[3].name, folders[4].name, "keep-me"]
+    )
+
+
+@pytest.mark.slow
+def test_book_reuses_the_nbval_run_and_reruns_after_a_source_change(tmp_path):
+    book = _make_book(tmp_path / "book")
+
+    run = _nbval(book)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert re.search(r"chapters/one\.md ran once in \d+ s \(3 cells\), cached", run.stdout)
+    (record,) = _records(book)
+    cached = get_cache(str(execution.cache_path(book))).get_cache_bundle(record.pk).nb
+    outputs = [cell.outputs for cell in cached.cells]
+    assert outputs[0][0]["text"] == "package says 1\n"
+    assert outputs[1][0]["ename"] == "ZeroDivisionError"  # the deliberate error is kept
+    assert outputs[2][0]["data"]["text/plain"] == "42"
+
+    # The book finds the chapter cached: executing it would fail this build.
+    built = _build(book, TLCOURSE_REQUIRE_CACHED="1")
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "package says 1" in _page(book) and "ZeroDivisionError" in _page(book)
+    assert [r.pk for r in _records(book)] == [record.pk]
+
+    # A change to the package source: a new cache folder, so the chapter runs again.
+    (book / "src" / "tlcourse" / "__init__.py").write_text("VALUE = 2\n")
+    refused = _build(book, TLCOURSE_REQUIRE_CACHED="1")
+    assert refused.returncode != 0
+    assert "executed" in refused.stdout + refused.stderr
+    rebuilt = _build(book)
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert "package says 2" in _page(book) and "package says 1" not in _page(book)
+
+    # And a build right after executes nothing.
+    again = _build(book, TLCOURSE_REQUIRE_CACHED="1")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_a_failing_assertion_fails_the_run_and_is_not_cached(tmp_path):
+    chapter = CHAPTER.replace('assert "VALUE" in source', 'assert "NO SUCH" in source')
+    book = _make_book(tmp_path / "book", chapter)
+    run = _nbval(book)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "1 failed, 2 passed" in run.stdout
+    assert "not cached: 1 of 3 cells did not pass" in run.stdout
+    assert _records(book) == []
+
+
+@pytest.mark.slow
+def test_the_chapter_is_read_as_myst_nb_reads_it(tmp_path):
+    """The hash of the notebook the plugin stores is the one the real build looks up."""
+    book = _make_book(tmp_path / "book")
+    shutil.rmtree(book / "_build", ignore_errors=True)
+    built = _build(book)
+    assert built.returncode == 0, built.stdout + built.stderr
+    (record,) = _records(book)
+    notebook = execution.read_notebook(book / "chapters" / "one.md", book)
+    assert execution.cached_record(execution.cache_path(book), notebook).pk == record.pk
