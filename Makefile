@@ -14,6 +14,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tlcourse-installed
 EXTRAS := book,test
 CHAPTERS := $(sort $(wildcard chapters/*.md))
+# Every page that is a notebook: the chapters, and the results page (machine and versions).
+NOTEBOOKS := $(CHAPTERS) appendix/results.md
 
 .PHONY: help setup book test lint unit notebooks site linkcheck clean
 
@@ -77,7 +79,7 @@ linkcheck: $(STAMP)
 # the package source and the pins (_ext/tlcourse_book), and the book is built from it.
 notebooks: $(STAMP)
 	PYTHONPATH=_ext $(BIN)/pytest -p tlcourse_book.nbval_cache --nbval-lax --nbval-current-env \
-		-p no:cacheprovider -q --durations=10 $(CHAPTERS)
+		-p no:cacheprovider -q --durations=10 $(NOTEBOOKS)
 
 # Chromium first: a missing browser should fail the run at its start, not after an hour.
 # The book step must find every chapter in the cache the nbval run wrote: with

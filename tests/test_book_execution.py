@@ -34,10 +34,12 @@ CHAPTER = (
 # One chapter
 
 ```{code-cell} ipython3
+import uuid
 from pathlib import Path
 
 source = Path("../src/tlcourse/__init__.py").read_text()
 print("package says", source.split("=")[1].strip())
+print("run", uuid.uuid4().hex)
 ```
 
 A deliberate error is shown, not raised:
@@ -120,6 +122,10 @@ def _records(book: Path):
     return get_cache(str(folder)).list_cache_records()
 
 
+def _run_id(notebook) -> str:
+    return notebook.cells[0].outputs[0]["text"].split("run ")[1].strip()
+
+
 def test_environment_hash_follows_source_and_pins_only(tmp_path):
     book = _make_book(tmp_path / "book")
     first = execution.environment_hash(book)
@@ -174,7 +180,7 @@ def test_book_reuses_the_nbval_run_and_reruns_after_a_source_change(tmp_path):
     (record,) = _records(book)
     cached = get_cache(str(execution.cache_path(book))).get_cache_bundle(record.pk).nb
     outputs = [cell.outputs for cell in cached.cells]
-    assert outputs[0][0]["text"] == "package says 1\n"
+    assert outputs[0][0]["text"].startswith("package says 1\nrun ")
     assert outputs[1][0]["ename"] == "ZeroDivisionError"  # the deliberate error is kept
     assert outputs[2][0]["data"]["text/plain"] == "42"
 
@@ -183,6 +189,16 @@ def test_book_reuses_the_nbval_run_and_reruns_after_a_source_change(tmp_path):
     assert built.returncode == 0, built.stdout + built.stderr
     assert "package says 1" in _page(book) and "ZeroDivisionError" in _page(book)
     assert [r.pk for r in _records(book)] == [record.pk]
+    assert _run_id(cached) in _page(book)
+
+    # Another nbval run replaces the entry; the page, its source unchanged, shows the new run.
+    assert _nbval(book).returncode == 0
+    (newer,) = _records(book)
+    newer_nb = get_cache(str(execution.cache_path(book))).get_cache_bundle(newer.pk).nb
+    assert _run_id(newer_nb) != _run_id(cached)
+    built = _build(book, TLCOURSE_REQUIRE_CACHED="1")
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert _run_id(newer_nb) in _page(book) and _run_id(cached) not in _page(book)
 
     # A change to the package source: a new cache folder, so the chapter runs again.
     (book / "src" / "tlcourse" / "__init__.py").write_text("VALUE = 2\n")
