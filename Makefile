@@ -85,11 +85,14 @@ notebooks: $(STAMP)
 # The book step must find every chapter in the cache the nbval run wrote: with
 # TLCOURSE_REQUIRE_CACHED=1 it fails rather than execute a chapter a second time.
 test: $(STAMP) $(CHROMIUM)
-	@$(MAKE) --no-print-directory lint
-	@$(MAKE) --no-print-directory unit
-	@$(MAKE) --no-print-directory notebooks
-	@TLCOURSE_REQUIRE_CACHED=1 $(MAKE) --no-print-directory book
-	@$(MAKE) --no-print-directory site
+	@$(call timed,lint,$(MAKE) --no-print-directory lint)
+	@$(call timed,unit tests,$(MAKE) --no-print-directory unit)
+	@$(call timed,every chapter under nbval,$(MAKE) --no-print-directory notebooks)
+	@$(call timed,book build from the nbval run,TLCOURSE_REQUIRE_CACHED=1 $(MAKE) --no-print-directory book)
+	@$(call timed,browser test,$(MAKE) --no-print-directory site)
+
+# $(call timed,what,command): run the command, then print how long it took.
+timed = start=$$(date +%s); $(2); echo "make test: $(1) took $$(( $$(date +%s) - start )) s"
 
 clean:
 	rm -rf _build  # also drops the execution cache, so every chapter runs again

@@ -1,4 +1,6 @@
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,3 +138,33 @@ def test_few_shot_split_errors(labels):
         data.make_few_shot_split(labels, -1, seed=0)
     with pytest.raises(ValueError, match="integer array"):
         data.make_few_shot_split(labels.astype(float), 1, seed=0)
+
+
+def test_source_fingerprint_follows_the_package_source(tmp_path, monkeypatch):
+    from tlcourse import data as data_module
+
+    whole, one = data_module.source_fingerprint(), data_module.source_fingerprint("data.py")
+    assert len(whole) == len(one) == 16 and whole != one
+    assert data_module.source_fingerprint() == whole  # deterministic
+    # A copy of the package with one changed line hashes differently.
+    package = Path(data_module.__file__).resolve().parent
+    copy = tmp_path / "tlcourse"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "data.py").write_text((copy / "data.py").read_text() + "\n# changed\n")
+    monkeypatch.setattr(data_module, "__file__", str(copy / "data.py"))
+    data_module._source_fingerprint.cache_clear()
+    try:
+        assert data_module.source_fingerprint("data.py") != one
+        assert data_module.source_fingerprint() != whole
+    finally:
+        data_module._source_fingerprint.cache_clear()
+
+
+def test_digits_rendered_by_other_code_are_rendered_again(monkeypatch, private_cache):
+    from tlcourse import data as data_module
+
+    data_module.make_synthetic_digits(20, seed=3)
+    assert len(list(private_cache.glob("synthetic_digits_20_3_*.npz"))) == 1
+    monkeypatch.setattr(data_module, "source_fingerprint", lambda *m: "0" * 16)
+    data_module.make_synthetic_digits(20, seed=3)
+    assert len(list(private_cache.glob("synthetic_digits_20_3_*.npz"))) == 2

@@ -43,3 +43,11 @@ def test_recipes_have_distinct_cache_paths():
 def test_unknown_framework():
     with pytest.raises(ValueError, match=r"Unknown framework 'jax'; valid: \('torch', 'keras'\)"):
         get_source_model("jax")
+
+
+def test_weights_cached_by_other_code_are_not_reused(monkeypatch):
+    import tlcourse.source
+
+    before = TINY.cache_path("torch")
+    monkeypatch.setattr(tlcourse.source, "source_fingerprint", lambda *m: "0" * 16)
+    assert TINY.cache_path("torch") != before  # a change to the package: trained again

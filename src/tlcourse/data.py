@@ -28,8 +28,8 @@ NUM_CLASSES = 10
 
 # Fonts in matplotlib's mpl-data that hold only symbols or math glyphs.
 _SYMBOL_FONT_PREFIXES = ("STIXSiz", "STIXNonUni", "cmex10", "cmmi10", "cmsy10", "LastResort")
-# Rendering parameters; part of the cache key, so changing one invalidates old caches.
-_RENDER_VERSION = 1
+# Rendering parameters; part of the cache key (with this module's source, see
+# make_synthetic_digits), so changing one invalidates old caches.
 _GLYPH_CANVAS = 96
 _GLYPH_POINT_SIZE = 56
 _STROKES = (0, 1, 2, 3)
@@ -54,6 +54,36 @@ def get_cache_dir() -> Path:
         path = Path(base) / "tlcourse"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def source_fingerprint(*modules: str) -> str:
+    """Hash of the source of the named ``tlcourse`` modules (all of them if none is named).
+
+    Part of every on-disk cache key, so that data or weights cached by older code are never
+    read back: a change to the code that made them makes them again.
+
+    Parameters
+    ----------
+    *modules : str
+        File names relative to the package folder, e.g. ``"data.py"``.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
+    return _source_fingerprint(tuple(modules))
+
+
+@cache
+def _source_fingerprint(modules: tuple[str, ...]) -> str:
+    package = Path(__file__).resolve().parent
+    paths = [package / m for m in modules] if modules else sorted(package.rglob("*.py"))
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @cache
@@ -235,7 +265,7 @@ def make_synthetic_digits(
     key = {
         "n": int(n),
         "seed": seed,
-        "version": _RENDER_VERSION,
+        "code": source_fingerprint("data.py"),  # the rendering code
         "fonts": [p.name for p in list_digit_fonts()],
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

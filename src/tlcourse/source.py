@@ -14,11 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 
-from tlcourse.data import get_cache_dir, make_synthetic_digits
+from tlcourse.data import get_cache_dir, make_synthetic_digits, source_fingerprint
 
 FRAMEWORKS = ("torch", "keras")
-# Bump when the training code changes in a way that changes the weights.
-_RECIPE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -45,9 +43,13 @@ class SourceRecipe:
     lr: float = 1e-2
 
     def cache_path(self, framework: str) -> Path:
-        """Where the weights of this recipe are cached for ``framework``."""
+        """Where the weights of this recipe are cached for ``framework``.
+
+        The name hashes the recipe and the package source (:func:`source_fingerprint`),
+        so weights trained by older code are never loaded: they are trained again.
+        """
         check_framework(framework)
-        key = json.dumps({**asdict(self), "v": _RECIPE_VERSION}, sort_keys=True)
+        key = json.dumps({**asdict(self), "code": source_fingerprint()}, sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
         suffix = ".pt" if framework == "torch" else ".weights.h5"
         return get_cache_dir() / "source_models" / f"digit_net_{framework}_{digest}{suffix}"
