@@ -119,3 +119,33 @@ def test_tensorflow_then_pytorch_in_one_process():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Triton is disabled" in result.stderr
+
+
+def test_make_test_executes_each_chapter_once():
+    """nbval runs every notebook page and fills the cache; the book must not execute again."""
+    makefile = (ROOT / "Makefile").read_text()
+    notebooks = re.search(r"^notebooks: .*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    assert "-p tlcourse_book.nbval_cache" in notebooks and "$(NOTEBOOKS)" in notebooks
+    test = re.search(r"^test: .*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    steps = [line for line in test.splitlines() if "$(MAKE)" in line]
+    assert [re.search(r"directory (\w+)\)", s).group(1) for s in steps] == [
+        "lint",
+        "unit",
+        "notebooks",
+        "book",
+        "site",
+    ]
+    assert "TLCOURSE_REQUIRE_CACHED=1" in steps[3]
+    # Every page that is a notebook is in NOTEBOOKS, so none is left to the book build.
+    from tlcourse_book.execution import is_notebook
+
+    pages = sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in ROOT.glob("**/*.md")
+        if "_build" not in p.parts and ".venv" not in p.parts and is_notebook(p)
+    )
+    listed = re.search(r"^NOTEBOOKS := (.*)$", makefile, re.M).group(1).split()
+    assert "$(CHAPTERS)" in listed
+    expected = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "chapters").glob("*.md"))
+    expected += [p for p in listed if p != "$(CHAPTERS)"]
+    assert pages == sorted(expected)
