@@ -11,6 +11,7 @@ nothing. A chapter with a failing or skipped cell is not cached.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -74,7 +75,7 @@ class MystNotebook(IPyNbFile):
         seconds = time.perf_counter() - self.started
         n_cells = sum(cell.cell_type == "code" for cell in self.nb.cells)
         passed = [n for n, (outcome, _) in self.outcomes.items() if outcome == "passed"]
-        name = self.path.relative_to(self.book_root).as_posix()
+        name = Path(os.path.relpath(self.path, self.book_root)).as_posix()
         if len(passed) == n_cells:
             folder = execution.cache_path(self.book_root)
             outputs = [self.outcomes[n][1] for n in range(n_cells)]
