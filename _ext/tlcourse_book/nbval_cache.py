@@ -37,6 +37,8 @@ def pytest_addoption(parser):
 def _book_root(config) -> Path:
     option = config.getoption("book_root")
     if option:
+        if not (Path(option) / "_config.yml").is_file():
+            raise pytest.UsageError(f"--book-root {option}: no _config.yml there")
         return Path(option).resolve()
     for folder in (Path(config.rootpath), *Path(config.rootpath).parents):
         if (folder / "_config.yml").is_file():
