@@ -235,3 +235,17 @@ def test_the_chapter_is_read_as_myst_nb_reads_it(tmp_path):
     (record,) = _records(book)
     notebook = execution.read_notebook(book / "chapters" / "one.md", book)
     assert execution.cached_record(execution.cache_path(book), notebook).pk == record.pk
+
+
+def test_a_book_root_without_config_is_a_one_line_usage_error(tmp_path):
+    run = subprocess.run(
+        [str(BIN / "pytest"), "-p", "tlcourse_book.nbval_cache", "--book-root", str(tmp_path)]
+        + ["-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert run.returncode == 4  # pytest's usage error
+    assert f"--book-root {tmp_path}: no _config.yml there" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -34,11 +34,15 @@ def pytest_addoption(parser):
     )
 
 
+def pytest_configure(config):
+    option = config.getoption("book_root")
+    if option and not (Path(option) / "_config.yml").is_file():
+        raise pytest.UsageError(f"--book-root {option}: no _config.yml there")
+
+
 def _book_root(config) -> Path:
     option = config.getoption("book_root")
     if option:
-        if not (Path(option) / "_config.yml").is_file():
-            raise pytest.UsageError(f"--book-root {option}: no _config.yml there")
         return Path(option).resolve()
     for folder in (Path(config.rootpath), *Path(config.rootpath).parents):
         if (folder / "_config.yml").is_file():
