@@ -28,9 +28,9 @@ REQUIRE_CACHED = "TLCOURSE_REQUIRE_CACHED"
 
 def environment_cache_path(srcdir: str | Path, outdir: str | Path, configured: str) -> Path:
     """Where the build keeps executed chapters for the current environment."""
-    base = Path(configured) if configured else Path(outdir).parent / ".jupyter_cache"
-    if not base.is_absolute():
-        base = Path(srcdir) / base
+    if not configured:  # MyST-NB's default place, as the nbval run computes it
+        return execution.cache_path(srcdir, Path(outdir).parent)
+    base = Path(configured) if Path(configured).is_absolute() else Path(srcdir) / configured
     return base.resolve() / execution.environment_hash(srcdir)
 
 
@@ -40,13 +40,17 @@ def _set_cache_path(app, config) -> None:
     execution.prune_other_environments(path)
 
 
-def _records(cache_folder: str) -> set[tuple]:
+def _cache_records(cache_folder: str) -> list:
+    """Every record in the jupyter-cache at ``cache_folder`` (none if it does not exist)."""
     from jupyter_cache import get_cache
 
     if not Path(cache_folder).is_dir():
-        return set()
-    records = get_cache(cache_folder).list_cache_records()
-    return {(r.pk, r.hashkey, r.uri, str(r.created)) for r in records}
+        return []
+    return get_cache(cache_folder).list_cache_records()
+
+
+def _records(cache_folder: str) -> set[tuple]:
+    return {(r.pk, r.hashkey, r.uri, str(r.created)) for r in _cache_records(cache_folder)}
 
 
 def _remember_cached(app) -> None:
@@ -67,15 +71,7 @@ def _refuse_execution(app, doctree) -> None:
 
 def _latest_record(cache_folder: str, source: Path) -> tuple | None:
     """The newest cache record of the chapter at ``source``, as (pk, created)."""
-    from jupyter_cache import get_cache
-
-    if not Path(cache_folder).is_dir():
-        return None
-    records = [
-        (r.pk, str(r.created))
-        for r in get_cache(cache_folder).list_cache_records()
-        if r.uri == str(source)
-    ]
+    records = [(r.pk, str(r.created)) for r in _cache_records(cache_folder) if r.uri == str(source)]
     return max(records) if records else None
 
 
