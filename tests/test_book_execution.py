@@ -157,6 +157,26 @@ def test_missing_source_is_a_clear_error(tmp_path):
         execution.environment_hash(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "source, label",
+    [
+        ("tt.fit(model, X, y)", "PyTorch"),
+        ("from torch import nn\nhead = nn.Linear(64, 10)", "PyTorch"),
+        ("import keras\nbody = keras.Model(a, b)", "TensorFlow"),
+        ("F = tk.extract_features(source_keras, X)", "TensorFlow"),
+        ("tt.port_to_keras(source_torch, copy)\ntk.predict(copy, X)", "both"),
+        ("attn = np.zeros(3)  # neither: tt and tk only as whole names", "neither"),
+    ],
+)
+def test_cells_are_timed_per_framework(source, label):
+    from tlcourse_book.nbval_cache import framework_of, split_seconds
+
+    assert framework_of(source) == label
+    split = split_seconds([(source, 2.5), ("x = 1", 1.0)])
+    assert split[label] == pytest.approx(2.5 + (label == "neither"))
+    assert sum(split.values()) == pytest.approx(3.5)
+
+
 def test_only_the_newest_other_environments_are_kept(tmp_path):
     folders = [tmp_path / f"{n:016x}" for n in range(5)]
     for age, folder in enumerate(folders):
@@ -176,7 +196,8 @@ def test_book_reuses_the_nbval_run_and_reruns_after_a_source_change(tmp_path):
 
     run = _nbval(book)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert re.search(r"chapters/one\.md ran once in \d+ s \(3 cells\), cached", run.stdout)
+    line = r"chapters/one\.md ran once in \d+ s \(3 cells; PyTorch 0 s, .* neither \d+ s\), cached"
+    assert re.search(line, run.stdout)
     (record,) = _records(book)
     cached = get_cache(str(execution.cache_path(book))).get_cache_bundle(record.pk).nb
     outputs = [cell.outputs for cell in cached.cells]

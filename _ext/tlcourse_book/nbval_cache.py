@@ -12,6 +12,7 @@ nothing. A chapter with a failing or skipped cell is not cached.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -22,6 +23,33 @@ from nbval.plugin import IPyNbCell, IPyNbFile, find_comment_markers, find_metada
 from tlcourse_book import execution
 
 _LINES = pytest.StashKey[list]()
+_TOTALS = pytest.StashKey[dict]()
+
+# Which framework a code cell drives, read from its source: the course's aliases
+# (``tt``/``tk``) and the frameworks' own names.
+_USES = {
+    "PyTorch": re.compile(r"\btt\.|\btorch\b|\btorchvision\b|\bnn\.|torchrun"),
+    "TensorFlow": re.compile(r"\btk\.|\bkeras\b|\btensorflow\b|\btf\."),
+}
+FRAMEWORK_LABELS = ("PyTorch", "TensorFlow", "both", "neither")
+
+
+def framework_of(source: str) -> str:
+    """``"PyTorch"``, ``"TensorFlow"``, ``"both"`` or ``"neither"``: what a cell runs."""
+    used = [name for name, pattern in _USES.items() if pattern.search(source)]
+    return used[0] if len(used) == 1 else ("both" if used else "neither")
+
+
+def split_seconds(cells: list[tuple[str, float]]) -> dict[str, float]:
+    """Seconds per framework label for ``(source, seconds)`` pairs (every label present)."""
+    seconds = dict.fromkeys(FRAMEWORK_LABELS, 0.0)
+    for source, duration in cells:
+        seconds[framework_of(source)] += duration
+    return seconds
+
+
+def format_split(seconds: dict[str, float]) -> str:
+    return ", ".join(f"{label} {seconds[label]:.0f} s" for label in FRAMEWORK_LABELS)
 
 
 def pytest_addoption(parser):
@@ -63,6 +91,7 @@ class MystNotebook(IPyNbFile):
         self.book_root = _book_root(self.config)
         self.nb = execution.read_notebook(self.path, self.book_root)
         self.outcomes: dict[int, tuple[str, list]] = {}
+        self.durations: dict[int, float] = {}
         code_cells = [cell for cell in self.nb.cells if cell.cell_type == "code"]
         for number, cell in enumerate(code_cells):
             options = defaultdict(bool, find_metadata_tags(cell.metadata))
@@ -89,7 +118,15 @@ class MystNotebook(IPyNbFile):
             note = "cached for the book build"
         else:
             note = f"not cached: {n_cells - len(passed)} of {n_cells} cells did not pass"
-        _report(self.config, f"{name} ran once in {seconds:.0f} s ({n_cells} cells), {note}")
+        code = [cell.source for cell in self.nb.cells if cell.cell_type == "code"]
+        split = split_seconds([(code[n], t) for n, t in self.durations.items()])
+        totals = self.config.stash.setdefault(_TOTALS, dict.fromkeys(FRAMEWORK_LABELS, 0.0))
+        for label, value in split.items():
+            totals[label] += value
+        _report(
+            self.config,
+            f"{name} ran once in {seconds:.0f} s ({n_cells} cells; {format_split(split)}), {note}",
+        )
 
 
 def _report(config, line: str) -> None:
@@ -108,6 +145,9 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.section("chapters, each executed once")
         for line in lines:
             terminalreporter.write_line(line)
+    totals = config.stash.get(_TOTALS, None)
+    if totals and len(lines) > 1:
+        terminalreporter.write_line(f"all pages: {format_split(totals)}")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -118,6 +158,7 @@ def pytest_runtest_makereport(item, call):
         if report.when == "call":
             outputs = list(getattr(item, "test_outputs", None) or [])
             parent.outcomes[item.cell_num] = (report.outcome, outputs)
+            parent.durations[item.cell_num] = report.duration
         elif report.outcome != "passed":  # set-up or teardown failed, or skipped
             parent.outcomes[item.cell_num] = (report.outcome, [])
     return report
