@@ -141,7 +141,13 @@ def _weights(backend, model):
     return [w.copy() for w in model.get_weights()]
 
 
-@pytest.mark.parametrize("backend", [tt, tk], ids=["torch", "keras"])
+# Keras traces a training step per method and model (seconds each): those cases are slow.
+BACKENDS_SLOW_KERAS = pytest.mark.parametrize(
+    "backend", [pytest.param(tt, id="torch"), pytest.param(tk, id="keras", marks=pytest.mark.slow)]
+)
+
+
+@BACKENDS_SLOW_KERAS
 @pytest.mark.parametrize("method", METHODS)
 def test_adapt_trains_with_every_method(backend, method, domains):
     (X_s, y_s), X_t = domains
@@ -164,7 +170,7 @@ def test_adapt_trains_with_every_method(backend, method, domains):
         assert history["pseudo_fraction"] == [1.0] * 6
 
 
-@pytest.mark.parametrize("backend", [tt, tk], ids=["torch", "keras"])
+@BACKENDS_SLOW_KERAS
 def test_source_only_never_looks_at_the_target(backend, domains):
     (X_s, y_s), X_t = domains
     results = []
@@ -177,6 +183,7 @@ def test_source_only_never_looks_at_the_target(backend, domains):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_keras_adapt_repeats_exactly_on_a_reused_model(domains):
     """The cached step, reset optimiser and re-initialised domain head give a repeat run."""
     (X_s, y_s), X_t = domains
@@ -207,6 +214,16 @@ def test_adapt_rejects_bad_input(backend, domains):
         backend.adapt(model, X_s, y_s, X_t, method="coral", weight=-1.0)
 
 
+def test_torch_adapt_needs_features_and_a_head(domains):
+    import torch
+
+    (X_s, y_s), X_t = domains
+    # One child only: there is no "everything but the last child" to take features from.
+    model = torch.nn.Sequential(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)))
+    with pytest.raises(ValueError, match="last child is the classifier head"):
+        tt.adapt(model, X_s, y_s, X_t, method="coral", num_steps=1, quiet=True)
+
+
 def test_adabn_sets_the_statistics_of_the_target_in_both_frameworks(domains):
     import torch
 
@@ -230,26 +247,37 @@ def test_adabn_sets_the_statistics_of_the_target_in_both_frameworks(domains):
         tt.adapt_batchnorm(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 2)), X_t)
 
 
+@pytest.mark.slow
 def test_run_adaptation_scores_every_method_and_seed(domains):
     (X_s, y_s), X_t = domains
     y_t = y_s[: len(X_t)]
     tt.set_seed(0)
     start = tt.build_digit_net(width=4)
     seen = []
+    scores = {}
+
+    def on_run_end(method, seed, model):
+        seen.append((method, seed))
+        # Recomputed independently from the trained model's logits.
+        scores[method, seed] = np.mean(tt.predict(model, X_t).argmax(1) == y_t)
+
+    methods = ["source_only", "adabn", "dann", "target_supervised"]
     acc = run_adaptation(
         tt,
         lambda: tt.clone_model(start),
         (X_s, y_s),
         (X_t, y_t),
         (X_t, y_t),
-        ["source_only", "adabn", "dann", "target_supervised"],
+        methods,
         [0, 1],
-        on_run_end=lambda method, seed, model: seen.append((method, seed)),
+        on_run_end=on_run_end,
         num_steps=3,
         quiet=True,
     )
     assert acc.shape == (2, 4)
-    assert np.all((acc >= 0) & (acc <= 1))
+    # Every cell is the score of the run it belongs to (an unfilled zero would fail).
+    expected = [[scores[m, s] for m in methods] for s in (0, 1)]
+    np.testing.assert_allclose(acc, expected, atol=1e-6)
     assert seen[:4] == [("source_only", 0), ("adabn", 0), ("dann", 0), ("target_supervised", 0)]
     with pytest.raises(ValueError, match="Unknown adaptation method"):
         run_adaptation(tt, start, (X_s, y_s), (X_t, y_t), (X_t, y_t), ["dan"], [0])

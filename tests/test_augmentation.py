@@ -6,6 +6,7 @@ import pytest
 import tlcourse.keras as tk
 import tlcourse.torch as tt
 from tlcourse.augmentation import ARMS, make_arm_sets, run_gan_augmentation, score_samples
+from tlcourse.data import make_few_shot_split
 
 
 def _labelled(n_per_class, value, num_classes=3):
@@ -59,6 +60,7 @@ def test_bad_arm_inputs_are_refused():
         make_arm_sets(X_real, y_real, copies=2, seed=0, extra_real=_labelled(3, 0.9))
 
 
+@pytest.mark.slow
 def test_score_samples_ranks_real_above_noise(tiny_digits):
     (X_train, y_train), (X_test, y_test) = tiny_digits
     tt.set_seed(0)
@@ -75,8 +77,12 @@ def test_score_samples_ranks_real_above_noise(tiny_digits):
     assert real["consistency"] > fake["consistency"]
 
 
-@pytest.mark.parametrize("backend", [tt, tk], ids=["torch", "keras"])
-def test_tiny_run_returns_every_arm_and_leaves_the_inputs_alone(backend, tiny_digits):
+@pytest.mark.parametrize(
+    "backend", [pytest.param(tt, id="torch"), pytest.param(tk, id="keras", marks=pytest.mark.slow)]
+)
+def test_tiny_run_returns_every_arm_and_leaves_the_inputs_alone(
+    backend, tiny_digits, recorded_scores
+):
     (X, y), _ = tiny_digits
     backend.set_seed(0)
     classifier = backend.build_digit_net(width=4)
@@ -85,6 +91,7 @@ def test_tiny_run_returns_every_arm_and_leaves_the_inputs_alone(backend, tiny_di
     before = [backend.generate(G, [0, 1], seed=0), backend.predict(classifier, X[:4])]
     judge = tt.build_digit_net(width=4)  # a PyTorch judge scores either framework's samples
     reference = tt.extract_features(judge, X[:40])
+    scores = recorded_scores(backend, ignore=[judge])
     out = run_gan_augmentation(
         backend,
         classifier,
@@ -104,7 +111,16 @@ def test_tiny_run_returns_every_arm_and_leaves_the_inputs_alone(backend, tiny_di
     )
     assert set(out["accuracy"]) == set(ARMS)
     for arm, acc in out["accuracy"].items():
-        assert acc.shape == (2,) and ((0 <= acc) & (acc <= 1)).all(), arm
+        assert acc.shape == (2,), arm
+    # Per seed, one score per arm, in order: each cell holds the accuracy of the classifier
+    # fine-tuned for it (recomputed from its logits), on that seed's test set.
+    assert len(scores) == 2 * len(ARMS)
+    for i, seed in enumerate((0, 1)):
+        test = make_few_shot_split(y, 2, seed=seed, test_per_class=5).test
+        for j, arm in enumerate(ARMS):
+            labels, expected = scores[i * len(ARMS) + j]
+            np.testing.assert_array_equal(labels, y[test])
+            assert out["accuracy"][arm][i] == pytest.approx(expected, abs=1e-6), (arm, seed)
     for key in ("quality", "scratch_quality"):
         assert len(out[key]) == 2 and set(out[key][0]) == {"fid", "consistency"}, key
     X_gan, y_gan = out["samples"]

@@ -6,6 +6,8 @@ import torch
 
 import tlcourse.keras as tk
 import tlcourse.torch as tt
+from tlcourse.keras.models import weights_by_path
+from tlcourse.keras.optim import make_optimizer
 from tlcourse.restore import CheckpointError, check_exclusions, match_entries
 
 
@@ -189,6 +191,98 @@ def test_keras_partial_restore_on_mobilenetv2():
     np.testing.assert_array_equal(
         target.get_layer("Conv_1").get_weights()[0], source.get_layer("Conv_1").get_weights()[0]
     )
+
+
+# --- both halves: the file save_checkpoint writes is what load_matching reads ------------
+
+SUFFIX = {"torch": ".pt", "keras": ".weights.h5"}
+HALVES = {"torch": tt, "keras": tk}
+
+
+def _weights(backend, model) -> dict[str, np.ndarray]:
+    if backend is tt:
+        return {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    return {k: np.array(w) for k, w in weights_by_path(model).items()}
+
+
+@pytest.mark.parametrize("name", ["torch", "keras"])
+def test_load_matching_restores_from_the_saved_checkpoint_file(tmp_path, name):
+    backend = HALVES[name]
+    backend.set_seed(1)
+    source = backend.build_digit_net(width=4, num_classes=10)
+    path = backend.save_checkpoint(tmp_path / f"source{SUFFIX[name]}", source, epoch=2)
+    backend.set_seed(2)
+    target = backend.build_digit_net(width=4, num_classes=5)
+    before = _weights(backend, target)
+    report = backend.load_matching(target, path, exclude=["head"])
+    sep = "." if name == "torch" else "/"
+    head = (
+        [f"head{sep}weight", f"head{sep}bias"] if name == "torch" else ["head/kernel", "head/bias"]
+    )
+    assert report.skipped == head
+    assert not report.mismatched and not report.missing
+    assert report.unexpected == []
+    after, src = _weights(backend, target), _weights(backend, source)
+    assert sorted(report.loaded) == sorted(k for k in after if k not in head)
+    for k in report.loaded:
+        np.testing.assert_array_equal(after[k], src[k])
+    for k in head:  # skipped: untouched, and different from the source's
+        np.testing.assert_array_equal(after[k], before[k])
+    # Without the exclusion, the 10-class head is reported as a shape mismatch, not loaded.
+    report = backend.load_matching(backend.build_digit_net(width=4, num_classes=5), path)
+    assert sorted(report.mismatched) == sorted(head)
+    assert report.mismatched[head[-1]] == ((10,), (5,))
+
+
+@pytest.mark.parametrize("name", ["torch", "keras"])
+def test_checkpoint_api_is_the_same_in_both_halves(tmp_path, name):
+    backend = HALVES[name]
+    model = backend.build_digit_net(width=4)
+    path = backend.save_checkpoint(tmp_path / f"m{SUFFIX[name]}", model, epoch=3, note="x")
+    assert path == tmp_path / f"m{SUFFIX[name]}" and path.exists()
+    other = backend.build_digit_net(width=4)
+    assert backend.load_checkpoint(path, other) == {"epoch": 3, "note": "x"}
+    for k, v in _weights(backend, model).items():
+        np.testing.assert_array_equal(_weights(backend, other)[k], v)
+    with pytest.raises(FileNotFoundError, match="No checkpoint at"):
+        backend.load_matching(other, tmp_path / f"missing{SUFFIX[name]}")
+    with pytest.raises(CheckpointError, match="no optimizer state"):
+        backend.load_checkpoint(path, other, _optimizer(backend, other))
+
+
+def _optimizer(backend, model):
+    if backend is tt:
+        return torch.optim.AdamW(model.parameters(), lr=1e-3)
+    import keras
+
+    return keras.optimizers.AdamW(learning_rate=1e-3)
+
+
+def test_keras_checkpoint_restores_optimizer_state(tiny_digits, tmp_path):
+    (X, y), _ = tiny_digits
+    model = tk.build_digit_net(width=4)
+    tk.fit(model, X, y, num_epochs=1, quiet=True)
+    path = tk.save_checkpoint(tmp_path / "m.weights.h5", model, model.optimizer, epoch=1)
+    other = tk.build_digit_net(width=4)
+    optimizer = make_optimizer(other, 3e-3, "cosine", -(-len(X) // 128), 0.0)  # as fit's
+    assert tk.load_checkpoint(path, other, optimizer) == {"epoch": 1}
+    saved = [np.array(v) for v in model.optimizer.variables]
+    restored = [np.array(v) for v in optimizer.variables]
+    assert len(saved) == len(restored) and int(saved[0]) > 0  # the step count
+    for a, b in zip(saved, restored, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="carries its own learning-rate schedule"):
+        tk.save_checkpoint(tmp_path / "n.weights.h5", model, model.optimizer, object())
+
+
+def test_keras_load_matching_reads_a_plain_save_weights_file(tmp_path):
+    source = tk.build_digit_net(width=4, num_classes=10)
+    source.save_weights(tmp_path / "plain.weights.h5")
+    wider = tk.build_digit_net(width=8, num_classes=10)
+    report = tk.load_matching(wider, tmp_path / "plain.weights.h5")
+    assert report.loaded == ["head/bias"]  # the only weight whose shape does not change
+    assert report.mismatched["block1/conv/kernel"] == ((3, 3, 1, 4), (3, 3, 1, 8))
+    assert len(report.mismatched) == len(report.loaded) + len(report.mismatched) - 1
 
 
 # --- porting between frameworks ----------------------------------------------------------

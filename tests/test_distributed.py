@@ -1,8 +1,10 @@
 """Data-parallel fine-tuning: DDP under torchrun and tf.distribute, against one process."""
 
+import contextlib
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import psutil
@@ -11,11 +13,14 @@ import torch
 
 from tlcourse import data
 from tlcourse.torch import build_digit_net, freeze, freeze_batchnorm, set_seed
+from tlcourse.torch import distributed as distributed
 from tlcourse.torch.distributed import (
     CHECKPOINT_NAME,
     fit_distributed,
     gradient_bytes_per_step,
     launch,
+    launched_processes,
+    main,
 )
 
 TINY = ["--init", "none", "--width", "4", "--data", "synthetic:128", "--epochs", "1", "--quiet"]
@@ -66,6 +71,31 @@ def test_bad_batch_split_and_frozen_model_are_refused():
         fit_distributed(freeze(_tiny_model()), X, y, quiet=True)
 
 
+@pytest.mark.parametrize("bad", [{"num_epochs": 0}, {"accumulate": 0}, {"num_epochs": -1}])
+def test_torch_fit_distributed_needs_positive_epochs_and_accumulation(bad):
+    X, y = data.make_synthetic_digits(32, seed=3, use_cache=False)
+    with pytest.raises(ValueError, match="num_epochs and accumulate must be positive"):
+        fit_distributed(_tiny_model(), X, y, quiet=True, **bad)
+
+
+def test_keras_fit_distributed_needs_positive_epochs():
+    import tlcourse.keras as tk
+    from tlcourse.keras.distributed import fit_distributed as fit_mirrored
+
+    X, y = data.make_synthetic_digits(32, seed=3, use_cache=False)
+    with pytest.raises(ValueError, match="num_epochs must be positive"):
+        fit_mirrored(tk.build_digit_net(width=4), X, y, num_epochs=0, quiet=True)
+
+
+def test_keras_fit_distributed_refuses_a_zero_global_batch():
+    import tlcourse.keras as tk
+    from tlcourse.keras.distributed import fit_distributed as fit_mirrored
+
+    X, y = data.make_synthetic_digits(32, seed=3, use_cache=False)
+    with pytest.raises(ValueError, match="global_batch_size"):
+        fit_mirrored(tk.build_digit_net(width=4), X, y, global_batch_size=0, quiet=True)
+
+
 def test_frozen_blocks_are_not_communicated():
     model = build_digit_net(width=4)
     full = gradient_bytes_per_step(model)
@@ -75,6 +105,7 @@ def test_frozen_blocks_are_not_communicated():
     assert gradient_bytes_per_step(model) == 4 * trainable < full
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     one = launch([*TINY, "--out", str(tmp_path / "one")], nproc=1, timeout=300)
     two = launch([*TINY, "--out", str(tmp_path / "two")], nproc=2, timeout=300)
@@ -90,6 +121,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     assert not _leftover_workers()
 
 
+@pytest.mark.slow
 def test_failed_run_reports_the_error_and_leaves_no_worker(tmp_path):
     args = [*TINY, "--out", str(tmp_path)]
     args[args.index("none")] = str(tmp_path / "missing.pt")
@@ -98,12 +130,69 @@ def test_failed_run_reports_the_error_and_leaves_no_worker(tmp_path):
     assert not _leftover_workers()
 
 
-def test_timeout_stops_every_worker(tmp_path):
-    # Long enough for both workers to be training when the launch is stopped.
+def _workers(marker):
+    """The worker processes (not torchrun itself) of the launch with this marker."""
+    found = []
+    for proc in launched_processes(marker):
+        with contextlib.suppress(psutil.Error):
+            cmdline = " ".join(proc.cmdline())
+            if (
+                "-m tlcourse.torch.distributed" in cmdline
+                and "torch.distributed.run" not in cmdline
+            ):
+                found.append(proc)
+    return found
+
+
+@pytest.mark.slow
+def test_timeout_stops_every_worker(tmp_path, monkeypatch):
+    # The launch is stopped as if its timeout had run out as soon as both workers exist, not
+    # after a fixed wait. A run that ends by itself first is a failure (it trains for 5000
+    # epochs), as is one where the workers never appear within the real timeout.
+    popen = subprocess.Popen
+    seen = {}
+
+    class StopOnceBothWorkersRun(popen):
+        def __init__(self, *args, env=None, **kwargs):
+            self.marker = (env or {}).get(distributed._MARKER)
+            super().__init__(*args, env=env, **kwargs)
+
+        def communicate(self, input=None, timeout=None):
+            if self.marker is None:  # not the launch under test
+                return super().communicate(input, timeout)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self.poll() is None:
+                if len(_workers(self.marker)) == 2:
+                    seen["workers"] = 2
+                    raise subprocess.TimeoutExpired(self.args, timeout)
+                time.sleep(0.2)
+            if self.poll() is None:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            return super().communicate(input)
+
+    monkeypatch.setattr(distributed.subprocess, "Popen", StopOnceBothWorkersRun)
     args = [*TINY, "--data", "synthetic:256", "--epochs", "5000", "--out", str(tmp_path)]
-    with pytest.raises(TimeoutError):
-        launch(args, nproc=2, timeout=20)
+    with pytest.raises(TimeoutError, match="ran longer than 120 s and was stopped"):
+        launch(args, nproc=2, timeout=120)
+    assert seen == {"workers": 2}
     assert not _leftover_workers()
+
+
+@pytest.mark.parametrize("spec", ["imagenet", "synthetic:", "synthetic:ten", "synthetic:-5"])
+def test_the_script_refuses_an_unknown_data_spec(spec, tmp_path, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)  # one process: no process group
+    with pytest.raises(ValueError, match=r"Unknown --data .*valid: 'mnist' or 'synthetic:N'"):
+        main(["--init", "none", "--data", spec, "--out", str(tmp_path), "--quiet"])
+    assert not (tmp_path / "log.json").exists()
+
+
+def test_keras_use_logical_cpus_needs_a_positive_count():
+    from tlcourse.keras.distributed import use_logical_cpus
+
+    # Checked before TensorFlow's devices are touched, so this is safe in the test process.
+    for bad in (0, -1, 1.5, "2"):
+        with pytest.raises(ValueError, match="n must be a positive integer"):
+            use_logical_cpus(bad)
 
 
 def test_launch_checks_its_arguments():
@@ -145,6 +234,7 @@ _MIRRORED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_over_two_logical_cpus_matches_one_device():
     # Its own process: logical devices can only be set before TensorFlow starts.
     result = subprocess.run(

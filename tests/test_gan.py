@@ -37,7 +37,7 @@ def test_generate_shapes_range_and_seeds(backend):
     for bad in ([10], [-1], [[0, 1]]):
         with pytest.raises(ValueError, match="labels"):
             backend.generate(generator, bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n_per_class must be a positive integer"):
         backend.generate_labelled(generator, 0)
 
 
@@ -86,7 +86,7 @@ def test_gan_learns_a_trivially_conditional_data_set(backend):
     # GAN dynamics differ between the frameworks (initialisers, optimiser details), so the
     # check is that the conditioning was learnt, not how far training got.
     assert dark < 0.3 and bright - dark > 0.3, (dark, bright)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"Labels must lie in \[0, 2\)"):
         backend.train_gan(generator, discriminator, X, y + 5, num_epochs=1, quiet=True)
 
 

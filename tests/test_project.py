@@ -6,6 +6,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,15 +60,79 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in readme and "make book" in readme
 
 
+_FRAMEWORK_HALVES = ("torch", "keras")
+
+
+def _framework_free_modules():
+    """Every module of the package outside tlcourse.torch and tlcourse.keras, found on disk
+    (not listed by hand), so a new module is covered the day it is added."""
+    import tlcourse
+
+    package = Path(tlcourse.__file__).parent
+    names = []
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package).with_suffix("").parts
+        if parts[0] in _FRAMEWORK_HALVES or "__pycache__" in parts:
+            continue
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        names.append(".".join(("tlcourse", *parts)))
+    return names
+
+
+def test_framework_free_modules_are_discovered():
+    import pkgutil
+
+    import tlcourse
+
+    names = _framework_free_modules()
+    top_level = {
+        f"tlcourse.{m.name}"
+        for m in pkgutil.iter_modules(tlcourse.__path__)
+        if m.name not in _FRAMEWORK_HALVES
+    }
+    assert "tlcourse" in names and "tlcourse.data" in names
+    assert top_level <= set(names)
+    assert not any(n.startswith(("tlcourse.torch", "tlcourse.keras")) for n in names)
+
+
 def test_importing_tlcourse_does_not_import_a_framework():
+    modules = _framework_free_modules()
     code = (
-        "import sys, tlcourse, tlcourse.data, tlcourse.viz, tlcourse.divergence, "
-        "tlcourse.experiments, tlcourse.schedules, tlcourse.checks, tlcourse.style, "
-        "tlcourse.frechet, tlcourse.augmentation, tlcourse.adaptation\n"
-        "bad = [m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules]\n"
-        "assert not bad, bad"
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "    bad = [m for m in ('torch', 'tensorflow', 'keras', 'triton') if m in sys.modules]\n"
+        "    assert not bad, (name, bad)\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_slow_tests_listed_in_conftest_exist():
+    """A renamed test would silently leave the list and slow down the quick loop."""
+    import ast
+
+    from conftest import SLOW_TESTS
+
+    for file, names in SLOW_TESTS.items():
+        source = (ROOT / "tests" / file).read_text()
+        tests = {
+            node.name
+            for node in ast.parse(source).body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+        }
+        for name in names:
+            function, _, case = name.partition("[")
+            assert function in tests, f"{file}: no {function}"
+            assert not case or f'"{case.rstrip("]")}"' in source, f"{file}: no case {name}"
+
+
+def test_make_unit_runs_the_slow_tests_too():
+    makefile = (ROOT / "Makefile").read_text()
+    unit = re.search(r"^unit: .*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    assert "pytest tests" in unit and "slow" not in unit
+    assert "--durations=15" in _pyproject()["tool"]["pytest"]["ini_options"]["addopts"]
 
 
 def _chapters():
@@ -106,12 +171,14 @@ _TRAIN_TORCH = (
 )
 
 
+@pytest.mark.slow
 def test_pytorch_then_tensorflow_in_one_process():
     # Regression: Triton (loaded lazily by PyTorch) after TensorFlow segfaulted.
     code = "import tlcourse.torch as tt\nimport tlcourse.keras\n" + _TRAIN_TORCH
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_tensorflow_then_pytorch_in_one_process():
     code = "import tensorflow\nimport tlcourse.torch as tt\n" + _TRAIN_TORCH
     result = subprocess.run(

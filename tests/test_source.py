@@ -1,18 +1,17 @@
 import numpy as np
-import pytest
 import torch
 
 import tlcourse.keras as tk
 import tlcourse.torch as tt
-from tlcourse.source import SourceRecipe, get_source_model
+from tlcourse.source import SourceRecipe
 
 TINY = SourceRecipe(num_train=200, width=4, num_epochs=1, batch_size=50)
 
 
 def test_source_model_is_cached_and_deterministic(private_cache):
-    model = get_source_model("torch", TINY, quiet=True)
-    assert TINY.cache_path("torch").exists()
-    assert str(TINY.cache_path("torch")).startswith(str(private_cache))
+    model = tt.get_source_model(TINY, quiet=True)
+    assert TINY.cache_path("torch", ".pt").exists()
+    assert str(TINY.cache_path("torch", ".pt")).startswith(str(private_cache))
     cached, history = tt.get_source_model(TINY, with_history=True)
     retrained = tt.get_source_model(TINY, retrain=True, quiet=True)
     for k, v in model.state_dict().items():
@@ -23,7 +22,7 @@ def test_source_model_is_cached_and_deterministic(private_cache):
 
 
 def test_keras_source_model_is_cached_and_deterministic():
-    model = get_source_model("keras", TINY, quiet=True)
+    model = tk.get_source_model(TINY, quiet=True)
     cached, history = tk.get_source_model(TINY, with_history=True)
     retrained = tk.get_source_model(TINY, retrain=True, quiet=True)
     for a, b, c in zip(
@@ -35,19 +34,23 @@ def test_keras_source_model_is_cached_and_deterministic():
 
 
 def test_recipes_have_distinct_cache_paths():
-    assert TINY.cache_path("torch") != SourceRecipe().cache_path("torch")
-    assert TINY.cache_path("torch").suffix == ".pt"
-    assert TINY.cache_path("keras").name.endswith(".weights.h5")
+    assert TINY.cache_path("torch", ".pt") != SourceRecipe().cache_path("torch", ".pt")
+    assert TINY.cache_path("torch", ".pt").name.startswith("digit_net_torch_")
+    assert TINY.cache_path("torch", ".pt").suffix == ".pt"
+    assert TINY.cache_path("keras", ".weights.h5").name.endswith(".weights.h5")
+    assert TINY.cache_path("torch", ".pt").stem[-12:] == TINY.cache_path("keras", ".h5").stem[-12:]
 
 
-def test_unknown_framework():
-    with pytest.raises(ValueError, match=r"Unknown framework 'jax'; valid: \('torch', 'keras'\)"):
-        get_source_model("jax")
+def test_the_framework_free_module_has_no_string_dispatcher():
+    import tlcourse.source
+
+    assert not hasattr(tlcourse.source, "get_source_model")
+    assert not hasattr(tlcourse.source, "check_framework")
 
 
 def test_weights_cached_by_other_code_are_not_reused(monkeypatch):
     import tlcourse.source
 
-    before = TINY.cache_path("torch")
+    before = TINY.cache_path("torch", ".pt")
     monkeypatch.setattr(tlcourse.source, "source_fingerprint", lambda *m: "0" * 16)
-    assert TINY.cache_path("torch") != before  # a change to the package: trained again
+    assert TINY.cache_path("torch", ".pt") != before  # a change to the package: trained again

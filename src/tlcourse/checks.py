@@ -75,3 +75,10 @@ def check_non_negative(name: str, value: object) -> float:
     if not number >= 0.0:  # also rejects NaN
         raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
     return number
+
+
+def check_seed(seed: object) -> int:
+    """Return ``seed`` as an int, or raise ValueError if it is not an integer >= 0."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+    return int(seed)

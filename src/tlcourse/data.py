@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tlcourse.checks import check_seed
+
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
 
@@ -216,12 +218,6 @@ def _render_synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return X, y.astype(np.int64)
 
 
-def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
-    return int(seed)
-
-
 def make_synthetic_digits(
     n: int, seed: int = 0, *, use_cache: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +257,7 @@ def make_synthetic_digits(
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}.")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     key = {
         "n": int(n),
         "seed": seed,
@@ -383,7 +379,7 @@ def make_few_shot_split(
     y = np.asarray(y)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"y must be a 1-D integer array, got shape {y.shape}, dtype {y.dtype}.")
-    seed, test_seed = _check_seed(seed), _check_seed(test_seed)
+    seed, test_seed = check_seed(seed), check_seed(test_seed)
     for name, value in (("k_per_class", k_per_class), ("test_per_class", test_per_class)):
         if value is None and name == "k_per_class":
             continue
@@ -473,7 +469,7 @@ def augment_digits(
         raise ValueError(f"copies must be a positive integer, got {copies!r}.")
     if not 0 < scale[0] <= scale[1]:
         raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale!r}.")
-    rng = np.random.default_rng(_check_seed(seed))
+    rng = np.random.default_rng(check_seed(seed))
     centre = np.full(2, (IMAGE_SIZE - 1) / 2)
     out = np.empty((copies * len(X), IMAGE_SIZE, IMAGE_SIZE), np.float32)
     for row in range(len(out)):

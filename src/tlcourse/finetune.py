@@ -143,7 +143,9 @@ def _penalty(backend: ModuleType, model, source, strategy: Strategy):
     cache = _PENALTIES.setdefault(model, {})
     if strategy not in cache:
         head = backend.block_names(model)[-1]
-        reference = None if strategy.penalty == "l2" else _reference(backend, source)
+        # Both halves' l2sp_penalty read the source model's current weights (without
+        # gradients), so the source itself is the reference.
+        reference = None if strategy.penalty == "l2" else source
         a = strategy.alpha
 
         def penalty(m):
@@ -151,14 +153,6 @@ def _penalty(backend: ModuleType, model, source, strategy: Strategy):
 
         cache[strategy] = penalty
     return cache[strategy]
-
-
-def _reference(backend: ModuleType, source):
-    # PyTorch: a detached copy of the pretrained state; Keras: the source model itself,
-    # whose variables the traced penalty reads.
-    if backend.__name__.endswith("torch"):
-        return {k: v.detach().clone() for k, v in source.state_dict().items()}
-    return source
 
 
 def fine_tune(

@@ -1,7 +1,8 @@
 """The course's pretrained source model, trained once and cached for every chapter.
 
 The pretraining chapter shows how the model is made; later chapters call
-:func:`get_source_model` so that each of them also runs on its own. The first call trains
+:func:`tlcourse.torch.get_source_model` or :func:`tlcourse.keras.get_source_model` so
+that each of them also runs on its own. The first call trains
 the model (deterministically, well under a minute on two CPU cores) and caches its weights
 under :func:`tlcourse.data.get_cache_dir`; later calls load them.
 """
@@ -15,8 +16,6 @@ from pathlib import Path
 from types import ModuleType
 
 from tlcourse.data import get_cache_dir, make_synthetic_digits, source_fingerprint
-
-FRAMEWORKS = ("torch", "keras")
 
 
 @dataclass(frozen=True)
@@ -42,24 +41,18 @@ class SourceRecipe:
     batch_size: int = 128
     lr: float = 1e-2
 
-    def cache_path(self, framework: str) -> Path:
-        """Where the weights of this recipe are cached for ``framework``.
+    def cache_path(self, tag: str, suffix: str) -> Path:
+        """Where the weights of this recipe are cached, as ``digit_net_{tag}_{hash}{suffix}``.
 
-        The name hashes the recipe and the package source (:func:`source_fingerprint`),
-        so weights trained by older code are never loaded: they are trained again.
+        Each half names its own file (``tag="torch", suffix=".pt"`` in
+        :mod:`tlcourse.torch.source`, ``"keras", ".weights.h5"`` in
+        :mod:`tlcourse.keras.source`). The name hashes the recipe and the package source
+        (:func:`source_fingerprint`), so weights trained by older code are never loaded:
+        they are trained again.
         """
-        check_framework(framework)
         key = json.dumps({**asdict(self), "code": source_fingerprint()}, sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-        suffix = ".pt" if framework == "torch" else ".weights.h5"
-        return get_cache_dir() / "source_models" / f"digit_net_{framework}_{digest}{suffix}"
-
-
-def check_framework(framework: str) -> str:
-    """Return ``framework`` if it is ``"torch"`` or ``"keras"``, else raise ValueError."""
-    if framework not in FRAMEWORKS:
-        raise ValueError(f"Unknown framework {framework!r}; valid: {FRAMEWORKS}.")
-    return framework
+        return get_cache_dir() / "source_models" / f"digit_net_{tag}_{digest}{suffix}"
 
 
 def pretrain_source_model(backend: ModuleType, recipe: SourceRecipe, *, quiet: bool = False):
@@ -83,25 +76,3 @@ def pretrain_source_model(backend: ModuleType, recipe: SourceRecipe, *, quiet: b
         desc=f"pretrain ({backend.__name__})",
     )
     return model, history
-
-
-def get_source_model(framework: str, recipe: SourceRecipe | None = None, **kwargs):
-    """Return the pretrained source network for ``framework``, training it on first use.
-
-    Parameters
-    ----------
-    framework : {"torch", "keras"}
-    recipe : SourceRecipe, optional
-        Defaults to ``SourceRecipe()``; any keyword argument of the framework's
-        ``get_source_model`` (``retrain``, ``quiet``, ``with_history``) is passed on.
-
-    Returns
-    -------
-    model, or (model, history) with ``with_history=True``
-    """
-    check_framework(framework)
-    if framework == "torch":
-        from tlcourse.torch.source import get_source_model as get
-    else:
-        from tlcourse.keras.source import get_source_model as get
-    return get(recipe, **kwargs)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tlcourse.data import _check_seed
+from tlcourse.checks import check_seed
 
 
 def _check_images(name: str, X) -> np.ndarray:
@@ -95,7 +95,7 @@ def fourier_style_transfer(X_content, X_style, *, beta: float = 0.1, seed: int =
     mask = low_frequency_mask(X_content.shape[1:], beta)
     if not mask.any():
         return X_content.copy()
-    rng = np.random.default_rng(_check_seed(seed))
+    rng = np.random.default_rng(check_seed(seed))
     pick = rng.integers(0, len(X_style), size=len(X_content))
     F_content = np.fft.fft2(X_content)
     amplitude = np.abs(F_content)

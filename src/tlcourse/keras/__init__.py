@@ -27,13 +27,10 @@ from tlcourse.keras.features import (  # noqa: E402
     fit_linear_probe,
 )
 from tlcourse.keras.finetune import (  # noqa: E402
-    BlockwiseAdamW,
-    block_names,
     fit_gradual_unfreezing,
     freeze,
     freeze_batchnorm,
     l2sp_penalty,
-    param_groups,
     reset_parameters,
     trainable_summary,
     unfreeze,
@@ -45,7 +42,13 @@ from tlcourse.keras.gan import (  # noqa: E402
     generate_labelled,
     train_gan,
 )
-from tlcourse.keras.models import build_digit_net, clone_model, count_parameters  # noqa: E402
+from tlcourse.keras.models import (  # noqa: E402
+    block_names,
+    build_digit_net,
+    clone_model,
+    count_parameters,
+)
+from tlcourse.keras.optim import BlockwiseAdamW, param_groups  # noqa: E402
 from tlcourse.keras.source import get_source_model  # noqa: E402
 from tlcourse.keras.training import evaluate, fit, predict, set_seed  # noqa: E402
 from tlcourse.port import port_to_torch  # noqa: E402

@@ -19,7 +19,8 @@ from tqdm import tqdm
 from tlcourse.adaptation import batch_indices, check_adapt_inputs, dann_lambda
 from tlcourse.checks import check_images_and_labels, check_positive_ints
 from tlcourse.keras.adversarial import GradientReversal
-from tlcourse.keras.training import _num_outputs, _reset_optimizer, _to_array
+from tlcourse.keras.models import num_outputs, to_array
+from tlcourse.keras.optim import reset_optimizer
 from tlcourse.schedules import cosine_factor
 
 
@@ -156,7 +157,7 @@ def _compiled_step(model, method, width, seed):
     steps = _STEPS.setdefault(model, {})
     if method in steps:
         step, optimizer, domain_head = steps[method]
-        _reset_optimizer(optimizer)
+        reset_optimizer(optimizer)
     else:
         optimizer = keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=0.0, epsilon=1e-8)
         domain_head = build_domain_head(width) if method == "dann" else None
@@ -197,7 +198,7 @@ def adapt(
         X_source,
         y_source,
         X_target,
-        num_classes=_num_outputs(model),
+        num_classes=num_outputs(model),
         method=method,
         num_steps=num_steps,
         batch_size=batch_size,
@@ -205,7 +206,7 @@ def adapt(
         weight=weight,
     )
     chain = _chain(model)
-    X_s, X_t = _to_array(X_source), _to_array(X_target)
+    X_s, X_t = to_array(X_source), to_array(X_target)
     width = int(chain[-1].kernel.shape[0])
     step, optimizer, domain_head = _compiled_step(model, method, width, seed)
     rng = np.random.default_rng(seed)
@@ -239,7 +240,7 @@ def adapt_batchnorm(model: keras.Model, X_target, *, batch_size: int = 500) -> k
     averages over ``X_target`` (each batch weighted by its size); no weight changes.
     """
     X_target, _ = check_images_and_labels(X_target)
-    X = _to_array(X_target)
+    X = to_array(X_target)
     norms = [
         layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)
     ]

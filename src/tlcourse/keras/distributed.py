@@ -15,8 +15,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from tlcourse.checks import check_images_and_labels
-from tlcourse.keras.training import _make_optimizer, _to_array
+from tlcourse.checks import check_images_and_labels, check_positive_ints
+from tlcourse.keras.models import to_array
+from tlcourse.keras.optim import make_optimizer
 
 
 def use_logical_cpus(n: int) -> list[str]:
@@ -103,6 +104,7 @@ def fit_distributed(
     replicas = strategy.num_replicas_in_sync
     if num_epochs < 1:
         raise ValueError("num_epochs must be positive.")
+    check_positive_ints(global_batch_size=global_batch_size)
     if global_batch_size % replicas:
         raise ValueError(
             f"global_batch_size={global_batch_size} must be divisible by the "
@@ -110,11 +112,11 @@ def fit_distributed(
         )
     if not model.trainable_weights:
         raise ValueError("The model has no trainable weights: everything is frozen.")
-    X = _to_array(X)
+    X = to_array(X)
     steps = num_epochs * -(-len(X) // global_batch_size)
     with strategy.scope():
         model.compile(
-            optimizer=_make_optimizer(model, lr, "cosine", steps, 0.0),
+            optimizer=make_optimizer(model, lr, "cosine", steps, 0.0),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
     history: dict = {"loss": []}

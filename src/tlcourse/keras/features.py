@@ -6,7 +6,8 @@ import keras
 import numpy as np
 
 from tlcourse.checks import check_images_and_labels
-from tlcourse.keras.training import _to_array, fit
+from tlcourse.keras.models import to_array
+from tlcourse.keras.training import fit
 
 
 def feature_layers(model: keras.Model) -> list[str]:
@@ -51,8 +52,13 @@ def extract_features(
     if layer not in names:
         raise ValueError(f"Unknown layer {layer!r}. Valid layers are: {names}.")
     X, _ = check_images_and_labels(X)
-    X = _to_array(X)
-    extractor = keras.Model(model.input, model.get_layer(layer).output)
+    X = to_array(X)
+    if isinstance(model, keras.Sequential):
+        # A Sequential never called has no symbolic input (Keras raises "has never been
+        # called"); the layers up to ``layer`` are the extractor.
+        extractor = keras.Sequential(model.layers[: names.index(layer) + 1])
+    else:
+        extractor = keras.Model(model.inputs, model.get_layer(layer).output)
     out = [
         keras.ops.convert_to_numpy(extractor(X[i : i + batch_size], training=False))
         for i in range(0, len(X), batch_size)

@@ -13,24 +13,9 @@ import keras
 import numpy as np
 import pandas as pd
 
-from tlcourse.finetune import blocks_down_to, blocks_until, check_block, check_block_lrs
-from tlcourse.keras.checkpoints import _weights_by_path
-
-
-def _blocks(model: keras.Model) -> dict[str, keras.layers.Layer]:
-    blocks = {
-        layer.name: layer
-        for layer in model.layers
-        if not isinstance(layer, keras.layers.InputLayer)
-    }
-    if not blocks:
-        raise ValueError(f"Model {model.name!r} has no layers to freeze or unfreeze.")
-    return blocks
-
-
-def block_names(model: keras.Model) -> list[str]:
-    """The model's blocks (top-level layers without the input layer), in order."""
-    return list(_blocks(model))
+from tlcourse.finetune import blocks_down_to, blocks_until, check_block
+from tlcourse.keras.models import block_names, blocks_by_name, sublayers, weights_by_path
+from tlcourse.keras.training import fit
 
 
 def freeze(model: keras.Model, until: str | None = None) -> keras.Model:
@@ -51,7 +36,7 @@ def freeze(model: keras.Model, until: str | None = None) -> keras.Model:
     ValueError
         For an unknown block name (the valid names are listed).
     """
-    blocks = _blocks(model)
+    blocks = blocks_by_name(model)
     for name in blocks_until(list(blocks), until):
         _set_trainable(blocks[name], False)
     return model
@@ -60,7 +45,7 @@ def freeze(model: keras.Model, until: str | None = None) -> keras.Model:
 def _set_trainable(block, value: bool) -> None:
     # Set on every nested layer explicitly: a nested Sequential does not always pass a
     # new value on to layers whose own flag was changed before (e.g. by freeze_batchnorm).
-    for layer in _sublayers(block):
+    for layer in sublayers(block):
         layer.trainable = value
 
 
@@ -75,7 +60,7 @@ def unfreeze(model: keras.Model, down_to: str | None = None) -> keras.Model:
     keras.Model
         ``model`` itself.
     """
-    blocks = _blocks(model)
+    blocks = blocks_by_name(model)
     for name in blocks_down_to(list(blocks), down_to):
         _set_trainable(blocks[name], True)
     return model
@@ -94,8 +79,8 @@ def freeze_batchnorm(model: keras.Model) -> keras.Model:
     keras.Model
         ``model`` itself.
     """
-    for block in _blocks(model).values():
-        for layer in _sublayers(block):
+    for block in blocks_by_name(model).values():
+        for layer in sublayers(block):
             if _is_bn(layer):
                 layer.trainable = False
     return model
@@ -103,13 +88,6 @@ def freeze_batchnorm(model: keras.Model) -> keras.Model:
 
 def _is_bn(layer) -> bool:
     return isinstance(layer, keras.layers.BatchNormalization)
-
-
-def _sublayers(layer) -> list:
-    out = [layer]
-    for sub in getattr(layer, "layers", []):
-        out.extend(_sublayers(sub))
-    return out
 
 
 def _size(weights, skip: set[int]) -> int:
@@ -130,8 +108,8 @@ def trainable_summary(model: keras.Model) -> pd.DataFrame:
         Indexed by block name.
     """
     rows = []
-    for name, block in _blocks(model).items():
-        bns = [layer for layer in _sublayers(block) if _is_bn(layer)]
+    for name, block in blocks_by_name(model).items():
+        bns = [layer for layer in sublayers(block) if _is_bn(layer)]
         stats = {id(w) for bn in bns for w in (bn.moving_mean, bn.moving_variance)}
         bn_state = "" if not bns else "updated" if all(b.trainable for b in bns) else "fixed"
         rows.append(
@@ -143,66 +121,6 @@ def trainable_summary(model: keras.Model) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows).set_index("block")
-
-
-def param_groups(model: keras.Model, lrs_by_block: Mapping[str, float]) -> list[dict]:
-    """Groups of trainable variables with one learning rate per block.
-
-    Same rules as :func:`tlcourse.torch.param_groups`; the groups feed
-    :class:`BlockwiseAdamW` (which :func:`tlcourse.keras.fit` builds when ``lr`` is a
-    mapping).
-
-    Returns
-    -------
-    list of dict
-        ``[{"variables": [...], "lr": ..., "name": block}, ...]``.
-    """
-    blocks = _blocks(model)
-    trainable = {name: list(block.trainable_weights) for name, block in blocks.items()}
-    lrs = check_block_lrs(lrs_by_block, list(blocks), [n for n, vs in trainable.items() if vs])
-    return [
-        {"variables": trainable[name], "lr": lr, "name": name}
-        for name, lr in lrs.items()
-        if trainable[name]
-    ]
-
-
-class BlockwiseAdamW(keras.optimizers.Adam):
-    """AdamW with a learning rate per group of variables (Keras has no parameter groups).
-
-    Each variable's step uses ``schedule(step) * group_lr``, and its decoupled weight decay
-    is ``schedule(step) * group_lr * weight_decay``, exactly as ``torch.optim.AdamW`` does
-    with parameter groups and a multiplicative scheduler.
-
-    Parameters
-    ----------
-    groups : list of dict
-        From :func:`param_groups`.
-    learning_rate : float or schedule, default 1.0
-        A multiplier common to all groups (e.g. ``CosineDecay(1.0, steps)``).
-    weight_decay : float, default 0.0
-    **kwargs
-        Passed to ``keras.optimizers.Adam`` (``epsilon``, ``beta_1``...).
-    """
-
-    def __init__(self, groups, learning_rate=1.0, weight_decay: float = 0.0, **kwargs):
-        super().__init__(learning_rate=learning_rate, **kwargs)
-        self._group_lr = {id(v): g["lr"] for g in groups for v in g["variables"]}
-        self._decay = float(weight_decay)
-
-    def build(self, variables):
-        super().build(variables)
-        missing = [v.path for v in variables if id(v) not in self._group_lr]
-        if missing:
-            raise ValueError(f"Variables without a learning rate group: {missing}.")
-        self._factors = [self._group_lr[id(v)] for v in variables]
-
-    def update_step(self, gradient, variable, learning_rate):
-        factor = self._factors[self._get_variable_index(variable)]
-        rate = keras.ops.cast(learning_rate, variable.dtype) * factor
-        if self._decay:
-            variable.assign(variable - variable * (rate * self._decay))
-        super().update_step(gradient, variable, rate)
 
 
 def l2sp_penalty(
@@ -227,10 +145,10 @@ def l2sp_penalty(
     if isinstance(reference, keras.Model):
         # The reference model's variables are read where the penalty is computed (also
         # inside a traced training step); no gradient flows into them.
-        reference = {p: keras.ops.stop_gradient(w) for p, w in _weights_by_path(reference).items()}
+        reference = {p: keras.ops.stop_gradient(w) for p, w in weights_by_path(reference).items()}
     trainable = {id(w) for w in model.trainable_weights}
     total = 0.0
-    for path, w in _weights_by_path(model).items():
+    for path, w in weights_by_path(model).items():
         if id(w) not in trainable:
             continue
         if reference is None:
@@ -261,10 +179,10 @@ def reset_parameters(model: keras.Model, blocks: Iterable[str] = ("head",)) -> k
     ValueError
         For an unknown block, or a weight whose layer has no ``<name>_initializer``.
     """
-    all_blocks = _blocks(model)
+    all_blocks = blocks_by_name(model)
     for name in blocks:
         check_block(name, list(all_blocks))
-        for layer in _sublayers(all_blocks[name]):
+        for layer in sublayers(all_blocks[name]):
             if hasattr(layer, "layers"):
                 continue
             for w in layer.weights:
@@ -301,8 +219,6 @@ def fit_gradual_unfreezing(
     on the same model (say, once per seed) reuses each stage's compiled training step
     instead of tracing four new ones.
     """
-    from tlcourse.keras.training import fit
-
     stages = list(reversed(block_names(model))) if stages is None else list(stages)
     views = _STAGE_VIEWS.setdefault(model, {})
     history: dict[str, list[float]] = {}

@@ -16,7 +16,8 @@ from keras import layers
 from tqdm import tqdm
 
 from tlcourse.checks import check_images_and_labels, check_positive_ints
-from tlcourse.keras.training import _reset_optimizer, _to_array
+from tlcourse.keras.models import to_array
+from tlcourse.keras.optim import reset_optimizer
 
 # generator -> (discriminator ref, (lr, betas), step, opt_g, opt_d): tracing the step costs seconds,
 # so a second train_gan call on the same pair of models, at the same rate, reuses it (with
@@ -56,8 +57,8 @@ def _compiled_step(generator, discriminator, lr, betas):
     cached = _COMPILED.get(generator)
     key = (float(lr), tuple(float(b) for b in betas))
     if cached is not None and cached[0]() is discriminator and cached[1] == key:
-        _reset_optimizer(cached[3])
-        _reset_optimizer(cached[4])
+        reset_optimizer(cached[3])
+        reset_optimizer(cached[4])
         return cached[2]
     opt_g, opt_d = (
         keras.optimizers.Adam(lr, beta_1=betas[0], beta_2=betas[1], epsilon=1e-8) for _ in "gd"
@@ -200,7 +201,7 @@ def train_gan(
     X, y = check_images_and_labels(X, y, num_classes=generator.num_classes)
     if num_epochs < 1 or batch_size < 1:
         raise ValueError("num_epochs and batch_size must be positive.")
-    X, y = _to_array(X), y.astype("int32")
+    X, y = to_array(X), y.astype("int32")
     sample_epochs = set(sample_epochs)
     if sample_labels is None:
         sample_labels = np.arange(generator.num_classes)

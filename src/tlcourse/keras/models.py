@@ -3,11 +3,88 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from tlcourse.checks import check_positive_ints
 
 BLOCK_NAMES = ("block1", "block2", "block3", "head")
+
+
+def to_array(X) -> np.ndarray:
+    """Return images as a float32 array in Keras' ``(N, H, W, C)`` layout.
+
+    ``(N, H, W)`` input gains a channel axis; 4-D input is taken as ``(N, H, W, C)``.
+    The PyTorch twin is :func:`tlcourse.torch.models.to_tensor`.
+    """
+    X = np.asarray(X, np.float32)
+    return X[..., None] if X.ndim == 3 else X
+
+
+def num_outputs(model: keras.Model) -> int | None:
+    """Return the width of the model's output (its classes), or None if it has no one shape."""
+    shape = model.output_shape
+    return shape[-1] if isinstance(shape, tuple) else None
+
+
+def blocks_by_name(model: keras.Model) -> dict[str, keras.layers.Layer]:
+    """Return the model's blocks (top-level layers without the input layer) by name, in order.
+
+    Raises
+    ------
+    ValueError
+        If the model has no such layer.
+    """
+    blocks = {
+        layer.name: layer
+        for layer in model.layers
+        if not isinstance(layer, keras.layers.InputLayer)
+    }
+    if not blocks:
+        raise ValueError(f"Model {model.name!r} has no layers to freeze or unfreeze.")
+    return blocks
+
+
+def block_names(model: keras.Model) -> list[str]:
+    """The model's blocks (top-level layers without the input layer), in order."""
+    return list(blocks_by_name(model))
+
+
+def sublayers(layer) -> list:
+    """Return ``layer`` and every layer nested in it, depth first."""
+    out = [layer]
+    for sub in getattr(layer, "layers", []):
+        out.extend(sublayers(sub))
+    return out
+
+
+def walk_layers(model: keras.Model):
+    """Yield (layer path, layer) for every layer, nested models included, in order.
+
+    Paths are built from layer names (``block1/conv``) rather than taken from
+    ``variable.path``, which depends on how the model was built or loaded.
+    """
+
+    def walk(layer, prefix):
+        for sub in getattr(layer, "layers", []):
+            path = f"{prefix}{sub.name}"
+            yield path, sub
+            yield from walk(sub, path + "/")
+
+    yield from walk(model, "")
+
+
+def weights_by_path(model: keras.Model) -> dict[str, keras.Variable]:
+    """Return every weight of ``model`` keyed by its path (``block1/conv/kernel``), in order.
+
+    These are the names :func:`tlcourse.keras.load_matching` matches and reports.
+    """
+    weights = {}
+    for path, layer in walk_layers(model):
+        if not hasattr(layer, "layers"):
+            for w in layer.weights:
+                weights[f"{path}/{w.name}"] = w
+    return weights
 
 
 def _conv_block(name: str, filters: int, pool: keras.layers.Layer) -> keras.Sequential:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-
 import keras
 
 from tlcourse.keras.checkpoints import load_checkpoint, save_checkpoint
@@ -24,18 +21,13 @@ def get_source_model(
     Same arguments as :func:`tlcourse.torch.get_source_model`.
     """
     recipe = recipe or SourceRecipe()
-    path = recipe.cache_path("keras")
-    history_path = path.with_name(path.name.replace(".weights.h5", ".history.json"))
-    if path.exists() and history_path.exists() and not retrain:
+    path = recipe.cache_path("keras", ".weights.h5")
+    if path.exists() and not retrain:
         model = build_digit_net(width=recipe.width)
-        load_checkpoint(path, model)
-        history = json.loads(history_path.read_text())
+        history = load_checkpoint(path, model)["history"]
     else:
         from tlcourse import keras as backend  # here, not on top: it imports this module
 
         model, history = pretrain_source_model(backend, recipe, quiet=quiet)
-        save_checkpoint(path, model)
-        tmp = history_path.with_name(f".{os.getpid()}.{history_path.name}")
-        tmp.write_text(json.dumps(history))
-        os.replace(tmp, history_path)
+        save_checkpoint(path, model, history=history)
     return (model, history) if with_history else model

@@ -12,8 +12,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
+from tqdm.keras import TqdmCallback
 
 from tlcourse.checks import check_images_and_labels
+from tlcourse.keras.models import num_outputs, to_array
+from tlcourse.keras.optim import make_optimizer, reset_optimizer
 from tlcourse.schedules import SCHEDULES
 
 
@@ -29,32 +32,6 @@ def set_seed(seed: int) -> None:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
-def _to_array(X) -> np.ndarray:
-    X = np.asarray(X, np.float32)
-    # (N, H, W) gains a channel axis; 4-D input is taken as Keras' (N, H, W, C).
-    return X[..., None] if X.ndim == 3 else X
-
-
-class _TqdmCallback(keras.callbacks.Callback):
-    """One progress bar over epochs, showing the latest metrics."""
-
-    def __init__(self, num_epochs: int, desc: str, quiet: bool):
-        super().__init__()
-        self.bar = tqdm(total=num_epochs, desc=desc, disable=quiet, unit="epoch", mininterval=1.0)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.bar.set_postfix({k: f"{v:.3f}" for k, v in (logs or {}).items()})
-        self.bar.update(1)
-
-    def on_train_end(self, logs=None):
-        self.bar.close()
-
-
-def _num_outputs(model: keras.Model) -> int | None:
-    shape = model.output_shape
-    return shape[-1] if isinstance(shape, tuple) else None
 
 
 def fit(
@@ -107,11 +84,15 @@ def fit(
         :func:`tlcourse.keras.l2sp_penalty`); the reported ``loss`` includes it.
     validation_data : (X_val, y_val), optional
     seed : int, default 0
-        Seeds the shuffling order (and every other Keras random draw).
+        Seeds the shuffling order and every other Keras random draw: ``fit`` calls
+        :func:`set_seed` (Python, NumPy and TensorFlow, globally), which the PyTorch twin
+        does not do; the course's published numbers depend on both behaviours.
     checkpoint_path : path-like, optional
         A directory for ``keras.callbacks.BackupAndRestore``: after every epoch it saves
-        weights, optimiser state and epoch there, and a later ``fit`` with the same
-        directory resumes where the interrupted one stopped.
+        weights, optimiser state and epoch there (plus ``history.json``), and a later
+        ``fit`` with the same directory resumes where the interrupted one stopped. Same
+        meaning as in the PyTorch twin, which writes one file instead; a directory here
+        because ``BackupAndRestore`` (what the pretraining chapter teaches) needs one.
     on_epoch_end : callable, optional
         Called as ``on_epoch_end(epoch, logs)`` after each epoch.
     quiet : bool, default False
@@ -124,7 +105,7 @@ def fit(
     dict
         ``loss``, ``accuracy`` (and ``val_loss``, ``val_accuracy``) per epoch.
     """
-    X, y = check_images_and_labels(X, y, num_classes=_num_outputs(model))
+    X, y = check_images_and_labels(X, y, num_classes=num_outputs(model))
     if num_epochs < 1 or batch_size < 1:
         raise ValueError("num_epochs and batch_size must be positive.")
     if not model.trainable_weights:
@@ -149,13 +130,13 @@ def fit(
         )
         cached = _COMPILED.get(model)
         if cached is not None and cached[0] == key and model.optimizer is cached[1]:
-            _reset_optimizer(model.optimizer)
+            reset_optimizer(model.optimizer)
         else:
-            _compile(model, _make_optimizer(model, lr, schedule, steps, weight_decay), penalty)
+            _compile(model, make_optimizer(model, lr, schedule, steps, weight_decay), penalty)
             _COMPILED[model] = (key, model.optimizer, penalty)
     if validation_data is not None:
         X_val, y_val = check_images_and_labels(*validation_data)
-        validation_data = (_to_array(X_val), y_val)
+        validation_data = (to_array(X_val), y_val)
     callbacks: list[keras.callbacks.Callback] = []
     earlier: dict[str, list[float]] = {}
     if checkpoint_path is not None:
@@ -167,7 +148,9 @@ def fit(
             keras.callbacks.BackupAndRestore(str(checkpoint_path), delete_checkpoint=False)
         )
         callbacks.append(_HistoryWriter(history_file, earlier))
-    callbacks.append(_TqdmCallback(num_epochs, desc, quiet))
+    # tqdm's own Keras callback: one bar over the epochs (verbose=0), in text as elsewhere.
+    bar = TqdmCallback(num_epochs, verbose=0, tqdm_class=tqdm, desc=desc, disable=quiet)
+    callbacks.append(bar)
     if on_epoch_end is not None:
         callbacks.append(
             keras.callbacks.LambdaCallback(
@@ -175,7 +158,7 @@ def fit(
             )
         )
     result = model.fit(
-        _to_array(X),
+        to_array(X),
         y,
         batch_size=batch_size,
         epochs=num_epochs,
@@ -195,24 +178,6 @@ def fit(
 # Models compiled by ``fit``: model -> (key, optimizer, penalty). Weak keys, so that the
 # cache never keeps a model alive; kept outside the model because Keras tracks attributes.
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _reset_optimizer(optimizer) -> None:
-    """Put an optimiser back in its freshly built state (step 0, zero moments)."""
-    for variable in optimizer.variables:
-        if variable.name != "learning_rate":  # a constant rate is a variable too; keep it
-            variable.assign(keras.ops.zeros_like(variable))
-
-
-def _make_optimizer(model, lr, schedule, steps, weight_decay):
-    if isinstance(lr, Mapping):
-        from tlcourse.keras.finetune import BlockwiseAdamW, param_groups
-
-        groups = param_groups(model, lr)
-        rate = keras.optimizers.schedules.CosineDecay(1.0, steps) if schedule == "cosine" else 1.0
-        return BlockwiseAdamW(groups, learning_rate=rate, weight_decay=weight_decay, epsilon=1e-8)
-    rate = keras.optimizers.schedules.CosineDecay(lr, steps) if schedule == "cosine" else lr
-    return keras.optimizers.AdamW(learning_rate=rate, weight_decay=weight_decay, epsilon=1e-8)
 
 
 def _compile(model, optimizer, penalty):
@@ -257,7 +222,7 @@ def predict(model: keras.Model, X, *, batch_size: int = 1024) -> np.ndarray:
         Logits of shape ``(N, num_outputs)``.
     """
     X, _ = check_images_and_labels(X)
-    X = _to_array(X)
+    X = to_array(X)
     out = [
         keras.ops.convert_to_numpy(model(X[i : i + batch_size], training=False))
         for i in range(0, len(X), batch_size)
@@ -273,7 +238,7 @@ def evaluate(model: keras.Model, X, y, *, batch_size: int = 1024) -> dict[str, f
     dict
         ``{"loss": float, "accuracy": float}``.
     """
-    X, y = check_images_and_labels(X, y, num_classes=_num_outputs(model))
+    X, y = check_images_and_labels(X, y, num_classes=num_outputs(model))
     logits = predict(model, X, batch_size=batch_size)
     # Log-softmax in NumPy keeps the loss identical to the PyTorch twin's.
     shifted = logits - logits.max(axis=1, keepdims=True)

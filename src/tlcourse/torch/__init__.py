@@ -32,7 +32,6 @@ from tlcourse.torch.finetune import (  # noqa: E402
     freeze,
     freeze_batchnorm,
     l2sp_penalty,
-    param_groups,
     reset_parameters,
     trainable_summary,
     unfreeze,
@@ -45,6 +44,7 @@ from tlcourse.torch.gan import (  # noqa: E402
     train_gan,
 )
 from tlcourse.torch.models import build_digit_net, clone_model, count_parameters  # noqa: E402
+from tlcourse.torch.optim import param_groups  # noqa: E402
 from tlcourse.torch.source import get_source_model  # noqa: E402
 from tlcourse.torch.training import evaluate, fit, predict, set_seed  # noqa: E402
 

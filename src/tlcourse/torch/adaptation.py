@@ -23,9 +23,9 @@ from tqdm import tqdm
 
 from tlcourse.adaptation import batch_indices, check_adapt_inputs, dann_lambda
 from tlcourse.checks import check_images_and_labels, check_positive_ints
-from tlcourse.schedules import cosine_factor
 from tlcourse.torch.adversarial import GradientReversal
-from tlcourse.torch.training import _num_outputs, _to_tensor
+from tlcourse.torch.models import device_of, num_outputs, to_tensor
+from tlcourse.torch.optim import make_optimizer
 
 
 def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -183,7 +183,7 @@ def adapt(
         X_source,
         y_source,
         X_target,
-        num_classes=_num_outputs(model),
+        num_classes=num_outputs(model),
         method=method,
         num_steps=num_steps,
         batch_size=batch_size,
@@ -191,19 +191,18 @@ def adapt(
         weight=weight,
     )
     features, head = _split(model)
-    X_s, y_s, X_t = _to_tensor(X_source), torch.as_tensor(y_source), _to_tensor(X_target)
+    device = device_of(model)
+    X_s, X_t = to_tensor(X_source, device), to_tensor(X_target, device)
+    y_s = torch.as_tensor(y_source, device=device)
     params = list(model.parameters())
     domain_head = None
     if method == "dann":
         torch.manual_seed(seed)
         with torch.no_grad():
             width = features(X_s[:2]).shape[1]
-        domain_head = build_domain_head(width)
+        domain_head = build_domain_head(width).to(device)
         params += list(domain_head.parameters())
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: cosine_factor(step, num_steps, "cosine")
-    )
+    optimizer, scheduler = make_optimizer(model, lr, num_steps, params=params)
     rng = np.random.default_rng(seed)
     source_batches = batch_indices(rng, len(X_s), batch_size)
     target_batches = batch_indices(rng, len(X_t), batch_size)
@@ -211,12 +210,12 @@ def adapt(
     model.train()
     bar = tqdm(range(num_steps), desc=desc or method, disable=quiet, mininterval=1.0)
     for step in bar:
-        i_s = torch.as_tensor(next(source_batches))
+        i_s = torch.as_tensor(next(source_batches), device=device)
         if method == "source_only":
             task = F.cross_entropy(model(X_s[i_s]), y_s[i_s])
             align = torch.zeros(())
         else:
-            i_t = torch.as_tensor(next(target_batches))
+            i_t = torch.as_tensor(next(target_batches), device=device)
             f = features(torch.cat([X_s[i_s], X_t[i_t]]))
             f_s, f_t = f[: len(i_s)], f[len(i_s) :]
             logits = head(f)
@@ -247,7 +246,7 @@ def _alignment(method, f, f_s, f_t, logits_t, domain_head, threshold):
     if method == "mmd":
         return mmd_loss(f_s, f_t)
     if method == "dann":
-        domains = torch.cat([torch.zeros(len(f_s)), torch.ones(len(f_t))])
+        domains = torch.cat([torch.zeros(len(f_s)), torch.ones(len(f_t))]).to(f.device)
         return F.binary_cross_entropy_with_logits(domain_head(f).squeeze(1), domains)
     # self_training: confident target predictions become labels (no gradient through them).
     probs = logits_t.detach().softmax(1)
@@ -266,7 +265,7 @@ def adapt_batchnorm(model: nn.Module, X_target, *, batch_size: int = 500) -> nn.
     evaluation mode.
     """
     X_target, _ = check_images_and_labels(X_target)
-    X = _to_tensor(X_target)
+    X = to_tensor(X_target, device_of(model))
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         raise ValueError("The model has no BatchNorm layers to adapt.")

@@ -2,7 +2,8 @@
 
 Checkpoints are plain ``state_dict`` tensors saved with :func:`torch.save` and read with
 ``torch.load(..., weights_only=True)``, which refuses to unpickle arbitrary objects and so
-is safe for files from elsewhere.
+is safe for files from elsewhere. The twin is :mod:`tlcourse.keras.checkpoints`; both
+halves' functions take the same arguments and return the same things.
 """
 
 from __future__ import annotations
@@ -122,11 +123,13 @@ def load_checkpoint(
             f"{path} does not fit this model ({len(problems)} problem(s), e.g. "
             f"{problems[:3]}). Nothing was loaded; use load_matching for a partial restore."
         )
+    wanted = [(obj, key) for obj, key in ((optimizer, "optimizer"), (scheduler, "scheduler"))]
+    for obj, key in wanted:  # checked before anything is copied: all or nothing
+        if obj is not None and key not in state:
+            raise CheckpointError(f"{path} has no {key} state to restore.")
     model.load_state_dict(ckpt)
-    for obj, key in ((optimizer, "optimizer"), (scheduler, "scheduler")):
+    for obj, key in wanted:
         if obj is not None:
-            if key not in state:
-                raise CheckpointError(f"{path} has no {key} state to restore.")
             obj.load_state_dict(state[key])
     return dict(state.get("metadata", {}))
 
@@ -142,10 +145,10 @@ def _valid_names(model: nn.Module) -> list[str]:
 
 def load_matching(
     model: nn.Module,
-    state: nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike,
+    source: nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike,
     exclude: Iterable[str] = (),
 ) -> RestoreReport:
-    """Copy the entries of ``state`` whose names and shapes match ``model``; report the rest.
+    """Copy the entries of ``source`` whose names and shapes match ``model``; report the rest.
 
     This is what Caffe's "copy weights by layer name" became: matching by name, shapes
     checked, chosen layers excluded, and nothing silent. Entries that are not loaded keep
@@ -154,7 +157,7 @@ def load_matching(
     Parameters
     ----------
     model : torch.nn.Module
-    state : torch.nn.Module, mapping or path-like
+    source : torch.nn.Module, mapping or path-like
         A model, a state dict, or a file saved by :func:`save_checkpoint` or
         ``torch.save``.
     exclude : iterable of str
@@ -179,10 +182,12 @@ def load_matching(
     ['fc.weight', 'fc.bias']
     """
     exclude = check_exclusions(exclude, _valid_names(model))
-    if isinstance(state, nn.Module):
-        state = state.state_dict()
-    elif not isinstance(state, Mapping):
-        state = read_checkpoint(state)["model"]
+    if isinstance(source, nn.Module):
+        state = source.state_dict()
+    elif isinstance(source, Mapping):
+        state = source
+    else:
+        state = read_checkpoint(source)["model"]
     model_state = model.state_dict()
     report = match_entries(
         {k: tuple(v.shape) for k, v in model_state.items()},

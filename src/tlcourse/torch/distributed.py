@@ -36,9 +36,10 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm import tqdm
 
 from tlcourse.checks import check_images_and_labels
-from tlcourse.schedules import cosine_factor
 from tlcourse.torch.checkpoints import load_checkpoint, save_checkpoint
-from tlcourse.torch.training import _to_tensor, evaluate
+from tlcourse.torch.models import to_tensor
+from tlcourse.torch.optim import make_optimizer
+from tlcourse.torch.training import evaluate
 
 LOG_NAME = "log.json"
 CHECKPOINT_NAME = "model.pt"
@@ -130,15 +131,15 @@ def fit_distributed(
     ddp = model
     if world > 1:
         ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    data = TensorDataset(_to_tensor(X), torch.as_tensor(y))
+    data = TensorDataset(to_tensor(X), torch.as_tensor(y))
     # The sampler shuffles with (seed, epoch) and hands rank r every W-th index, padding
     # so that every rank gets the same number of batches.
     sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=seed)
     loader = DataLoader(data, batch_size=micro, sampler=sampler)
     steps_per_epoch = -(-len(loader) // accumulate)
-    optimizer = torch.optim.AdamW(params, lr=lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: cosine_factor(step, num_epochs * steps_per_epoch)
+    # weight_decay=0.01 is torch.optim.AdamW's default, which this loop has always used.
+    optimizer, scheduler = make_optimizer(
+        model, lr, num_epochs * steps_per_epoch, weight_decay=0.01, params=params
     )
     loss_fn = nn.CrossEntropyLoss()
     history: dict = {"loss": []}

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from tlcourse.checks import check_images_and_labels
-from tlcourse.torch.training import _to_tensor, fit
+from tlcourse.torch.models import device_of, to_tensor
+from tlcourse.torch.training import fit
 
 
 class _Stop(Exception):
@@ -64,12 +65,12 @@ def extract_features(
     if layer not in names:
         raise ValueError(f"Unknown layer {layer!r}. Valid layers are: {names}.")
     X, _ = check_images_and_labels(X)
-    X_t = _to_tensor(X)
+    X_t, device = to_tensor(X), device_of(model)
     module = dict(model.named_modules())[layer]
     captured: list[torch.Tensor] = []
 
     def hook(_module, _inputs, output):
-        captured.append(output.flatten(1))
+        captured.append(output.flatten(1).cpu())
         raise _Stop
 
     handle = module.register_forward_hook(hook)
@@ -78,7 +79,7 @@ def extract_features(
     try:
         for start in range(0, len(X_t), batch_size):
             try:
-                model(X_t[start : start + batch_size])
+                model(X_t[start : start + batch_size].to(device))
             except _Stop:
                 pass
     finally:

@@ -13,7 +13,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tlcourse.finetune import blocks_down_to, blocks_until, check_block, check_block_lrs
+from tlcourse.finetune import blocks_down_to, blocks_until, check_block
+from tlcourse.torch.training import fit
 
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
 
@@ -153,45 +154,6 @@ def trainable_summary(model: nn.Module) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("block")
 
 
-def param_groups(model: nn.Module, lrs_by_block: Mapping[str, float]) -> list[dict]:
-    """Optimiser parameter groups with one learning rate per block (discriminative rates).
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-    lrs_by_block : mapping of str to float
-        A learning rate for every block that has trainable parameters; frozen blocks may be
-        left out (their parameters are not included).
-
-    Returns
-    -------
-    list of dict
-        ``[{"params": [...], "lr": ..., "name": block}, ...]``, ready for
-        ``torch.optim.AdamW(groups, ...)``; only trainable parameters are included.
-
-    Raises
-    ------
-    ValueError
-        For an unknown block, a non-positive rate, or a trainable block without a rate.
-
-    Example
-    -------
-    >>> groups = param_groups(model, {"block1": 1e-4, "block2": 3e-4, "block3": 1e-3,
-    ...                               "head": 1e-2})
-    >>> optimizer = torch.optim.AdamW(groups)
-    """
-    children = dict(model.named_children())
-    trainable = {
-        name: [p for p in block.parameters() if p.requires_grad] for name, block in children.items()
-    }
-    lrs = check_block_lrs(lrs_by_block, list(children), [n for n, ps in trainable.items() if ps])
-    return [
-        {"params": trainable[name], "lr": lr, "name": name}
-        for name, lr in lrs.items()
-        if trainable[name]
-    ]
-
-
 def l2sp_penalty(
     model: nn.Module,
     reference: nn.Module | Mapping[str, torch.Tensor] | None = None,
@@ -250,7 +212,7 @@ def l2sp_penalty(
                     f"Parameter {name!r} has no reference value of shape {tuple(p.shape)}; "
                     "list its block in `exclude` if it is new."
                 )
-            total = total + alpha / 2 * (p - ref.detach()).pow(2).sum()
+            total = total + alpha / 2 * (p - ref.detach().to(p.device)).pow(2).sum()
     return total
 
 
@@ -298,8 +260,6 @@ def fit_gradual_unfreezing(
     dict
         The stages' histories, concatenated (``loss``, ``accuracy`` per epoch).
     """
-    from tlcourse.torch.training import fit
-
     stages = list(reversed(block_names(model))) if stages is None else list(stages)
     history: dict[str, list[float]] = {}
     for stage in stages:

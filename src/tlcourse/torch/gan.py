@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from tlcourse.checks import check_images_and_labels, check_positive_ints
-from tlcourse.torch.training import _to_tensor
+from tlcourse.torch.models import device_of, to_tensor
 
 
 class Generator(nn.Module):
@@ -117,11 +117,12 @@ def generate(generator: Generator, labels, *, seed: int = 0, batch_size: int = 1
     z = torch.randn(
         len(labels), generator.latent_dim, generator=torch.Generator().manual_seed(seed)
     )
+    device = device_of(generator)
     was_training = generator.training
     generator.eval()
     try:
         out = [
-            generator(z[i : i + batch_size], labels[i : i + batch_size])
+            generator(z[i : i + batch_size].to(device), labels[i : i + batch_size].to(device)).cpu()
             for i in range(0, len(labels), batch_size)
         ]
     finally:
@@ -186,7 +187,8 @@ def train_gan(
     X, y = check_images_and_labels(X, y, num_classes=generator.num_classes)
     if num_epochs < 1 or batch_size < 1:
         raise ValueError("num_epochs and batch_size must be positive.")
-    X_t, y_t = _to_tensor(X), torch.as_tensor(y)
+    device = device_of(generator)
+    X_t, y_t = to_tensor(X, device), torch.as_tensor(y, device=device)
     size = min(batch_size, len(X_t))  # drop the last incomplete batch (see above)
     steps = len(X_t) // size
     sample_epochs = set(sample_epochs)
@@ -204,9 +206,9 @@ def train_gan(
         order = torch.randperm(len(X_t), generator=rng)
         sums = np.zeros(4)
         for step in range(steps):
-            idx = order[step * size : (step + 1) * size]
+            idx = order[step * size : (step + 1) * size].to(device)
             real, labels = X_t[idx], y_t[idx]
-            z = torch.randn(len(idx), generator.latent_dim, generator=rng)
+            z = torch.randn(len(idx), generator.latent_dim, generator=rng).to(device)
             fake = generator(z, labels)
             d_real = discriminator(real, labels)
             d_fake = discriminator(fake.detach(), labels)

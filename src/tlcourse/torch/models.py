@@ -5,11 +5,42 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 
+import torch
 from torch import nn
 
 from tlcourse.checks import check_positive_ints
 
 BLOCK_NAMES = ("block1", "block2", "block3", "head")
+
+
+def to_tensor(X, device: torch.device | str | None = None) -> torch.Tensor:
+    """Return images as a float32 tensor in PyTorch's ``(N, C, H, W)`` layout.
+
+    ``(N, H, W)`` input gains a channel axis; 4-D input is taken as ``(N, C, H, W)``.
+    The tensor is put on ``device`` (default: the CPU). The Keras twin is
+    :func:`tlcourse.keras.models.to_array`.
+    """
+    X = torch.as_tensor(X, dtype=torch.float32, device=device)
+    return X.unsqueeze(1) if X.ndim == 3 else X
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); the CPU for an empty model.
+
+    Every function of :mod:`tlcourse.torch` that takes a model runs where this says: move
+    the model once (``model.to("cuda")``) and training, prediction and feature extraction
+    follow. Random draws (shuffling, latent vectors) are still made on the CPU, so a run
+    shuffles the same way on every device.
+    """
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def num_outputs(model: nn.Module) -> int | None:
+    """Return the width of the model's last ``nn.Linear`` layer (its classes), or None."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return last[-1].out_features if last else None
 
 
 def _conv_block(in_channels: int, out_channels: int, pool: nn.Module) -> nn.Sequential:

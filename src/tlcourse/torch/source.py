@@ -35,7 +35,7 @@ def get_source_model(
         The model is in ``eval()`` mode.
     """
     recipe = recipe or SourceRecipe()
-    path = recipe.cache_path("torch")
+    path = recipe.cache_path("torch", ".pt")
     if path.exists() and not retrain:
         model = build_digit_net(width=recipe.width)
         history = load_checkpoint(path, model)["history"]

@@ -13,8 +13,10 @@ from torch import nn
 from tqdm import tqdm
 
 from tlcourse.checks import check_images_and_labels
-from tlcourse.schedules import SCHEDULES, cosine_factor
+from tlcourse.schedules import SCHEDULES
 from tlcourse.torch.checkpoints import load_checkpoint, save_checkpoint
+from tlcourse.torch.models import device_of, num_outputs, to_tensor
+from tlcourse.torch.optim import make_optimizer
 
 
 def set_seed(seed: int) -> None:
@@ -30,17 +32,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - readers' own code may use the legacy global RNG
     torch.manual_seed(seed)
-
-
-def _to_tensor(X) -> torch.Tensor:
-    X = torch.as_tensor(X, dtype=torch.float32)
-    # (N, H, W) gains a channel axis; 4-D input is taken as PyTorch's (N, C, H, W).
-    return X.unsqueeze(1) if X.ndim == 3 else X
-
-
-def _num_outputs(model: nn.Module) -> int | None:
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    return last[-1].out_features if last else None
 
 
 def fit(
@@ -92,8 +83,11 @@ def fit(
         Seeds the shuffling order. Epoch ``e`` shuffles with seed ``(seed, e)``, so a
         resumed run sees exactly the batches an uninterrupted one would.
     checkpoint_path : path-like, optional
-        After every epoch, save model, optimiser, scheduler, epoch and history here
+        A file (conventionally ``*.pt``): after every epoch, save model, optimiser,
+        scheduler, epoch and history there with :func:`tlcourse.torch.save_checkpoint`
         (atomically). If the file exists when ``fit`` starts, training resumes from it.
+        The Keras twin takes a directory instead (Keras' ``BackupAndRestore``); in both,
+        calling ``fit`` again with the same path resumes an interrupted run exactly.
     on_epoch_end : callable, optional
         Called as ``on_epoch_end(epoch, logs)`` after each epoch (and after the
         checkpoint is written), with ``logs`` the epoch's metrics.
@@ -114,28 +108,21 @@ def fit(
     >>> history["loss"][-1] < history["loss"][0]
     True
     """
-    X, y = check_images_and_labels(X, y, num_classes=_num_outputs(model))
+    X, y = check_images_and_labels(X, y, num_classes=num_outputs(model))
     if num_epochs < 1 or batch_size < 1:
         raise ValueError("num_epochs and batch_size must be positive.")
     if schedule not in SCHEDULES:
         raise ValueError(f"Unknown schedule {schedule!r}; valid: {SCHEDULES}.")
-    X_t, y_t = _to_tensor(X), torch.as_tensor(y)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if optimizer is None:
-        if not params:
-            raise ValueError("The model has no trainable parameters: everything is frozen.")
-        if isinstance(lr, Mapping):
-            from tlcourse.torch.finetune import param_groups
-
-            groups = param_groups(model, lr)
-            optimizer = torch.optim.AdamW(groups, lr=max(lr.values()), weight_decay=weight_decay)
-        else:
-            optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    elif isinstance(lr, Mapping):
-        raise ValueError("Give per-block learning rates or an optimizer, not both.")
+    device = device_of(model)
+    X_t, y_t = to_tensor(X, device), torch.as_tensor(y, device=device)
     steps_per_epoch = -(-len(X_t) // batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: cosine_factor(step, num_epochs * steps_per_epoch, schedule)
+    optimizer, scheduler = make_optimizer(
+        model,
+        lr,
+        num_epochs * steps_per_epoch,
+        schedule=schedule,
+        weight_decay=weight_decay,
+        optimizer=optimizer,
     )
     loss_fn = nn.CrossEntropyLoss()
     history: dict[str, list[float]] = {"loss": [], "accuracy": []}
@@ -163,7 +150,7 @@ def fit(
         order = torch.randperm(len(X_t), generator=generator)
         total_loss, correct = 0.0, 0
         for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+            idx = order[start : start + batch_size].to(device)
             logits = model(X_t[idx])
             loss = loss_fn(logits, y_t[idx])
             if penalty is not None:
@@ -214,11 +201,13 @@ def predict(model: nn.Module, X, *, batch_size: int = 1024) -> np.ndarray:
         Logits of shape ``(N, num_outputs)``.
     """
     X, _ = check_images_and_labels(X)
-    X_t = _to_tensor(X)
+    X_t, device = to_tensor(X), device_of(model)
     was_training = model.training
     model.eval()
     try:
-        out = [model(X_t[i : i + batch_size]) for i in range(0, len(X_t), batch_size)]
+        out = [
+            model(X_t[i : i + batch_size].to(device)).cpu() for i in range(0, len(X_t), batch_size)
+        ]
     finally:
         model.train(was_training)
     return torch.cat(out).numpy()
@@ -232,7 +221,7 @@ def evaluate(model: nn.Module, X, y, *, batch_size: int = 1024) -> dict[str, flo
     dict
         ``{"loss": float, "accuracy": float}``.
     """
-    X, y = check_images_and_labels(X, y, num_classes=_num_outputs(model))
+    X, y = check_images_and_labels(X, y, num_classes=num_outputs(model))
     logits = torch.as_tensor(predict(model, X, batch_size=batch_size))
     y_t = torch.as_tensor(y)
     loss = nn.functional.cross_entropy(logits, y_t).item()
