@@ -11,7 +11,8 @@ import psutil
 import pytest
 import torch
 
-from tlcourse import data
+from tlcourse import data, launcher
+from tlcourse.launcher import launched_processes
 from tlcourse.torch import build_digit_net, freeze, freeze_batchnorm, set_seed
 from tlcourse.torch import distributed as distributed
 from tlcourse.torch.distributed import (
@@ -19,7 +20,6 @@ from tlcourse.torch.distributed import (
     fit_distributed,
     gradient_bytes_per_step,
     launch,
-    launched_processes,
     main,
 )
 
@@ -154,7 +154,7 @@ def test_timeout_stops_every_worker(tmp_path, monkeypatch):
 
     class StopOnceBothWorkersRun(popen):
         def __init__(self, *args, env=None, **kwargs):
-            self.marker = (env or {}).get(distributed._MARKER)
+            self.marker = (env or {}).get(launcher.MARKER)
             super().__init__(*args, env=env, **kwargs)
 
         def communicate(self, input=None, timeout=None):
@@ -170,7 +170,7 @@ def test_timeout_stops_every_worker(tmp_path, monkeypatch):
                 raise subprocess.TimeoutExpired(self.args, timeout)
             return super().communicate(input)
 
-    monkeypatch.setattr(distributed.subprocess, "Popen", StopOnceBothWorkersRun)
+    monkeypatch.setattr(launcher.subprocess, "Popen", StopOnceBothWorkersRun)
     args = [*TINY, "--data", "synthetic:256", "--epochs", "5000", "--out", str(tmp_path)]
     with pytest.raises(TimeoutError, match="ran longer than 120 s and was stopped"):
         launch(args, nproc=2, timeout=120)

@@ -108,6 +108,8 @@ def _check_bn(t_bn, k_bn):
 def port_to_keras(torch_model, keras_model) -> None:
     """Copy every weight of ``torch_model`` into the identical ``keras_model`` (in place).
 
+    Taught in :ref:`ch-pretraining`.
+
     Parameters
     ----------
     torch_model : torch.nn.Module
@@ -156,6 +158,8 @@ def _set_keras_weights(layer, weights):
 
 def port_to_torch(keras_model, torch_model) -> None:
     """Copy every weight of ``keras_model`` into the identical ``torch_model`` (in place).
+
+    Taught in :ref:`ch-pretraining`.
 
     The reverse of :func:`port_to_keras`, with the same requirements and errors.
     """

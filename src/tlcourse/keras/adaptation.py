@@ -26,6 +26,8 @@ from tlcourse.schedules import cosine_factor
 
 def coral_loss(source, target):
     """Deep CORAL loss, ``||C_s - C_t||_F^2 / (4 d^2)``; same as
+
+    Taught in :ref:`ch-domain-adaptation`.
     :func:`tlcourse.torch.adaptation.coral_loss`."""
     source, target = _check_pair(source, target)
     d = tf.cast(tf.shape(source)[1], source.dtype)
@@ -40,7 +42,10 @@ def _cov(x):
 
 
 def mmd_loss(source, target, *, bandwidths=None, multipliers=(0.25, 0.5, 1.0, 2.0, 4.0)):
-    """Multi-kernel squared MMD; same as :func:`tlcourse.torch.adaptation.mmd_loss`."""
+    """Multi-kernel squared MMD; same as :func:`tlcourse.torch.adaptation.mmd_loss`.
+
+    Taught in :ref:`ch-domain-adaptation`.
+    """
     source, target = _check_pair(source, target)
     pooled = tf.concat([source, target], axis=0)
     norms = tf.reduce_sum(pooled**2, axis=1)
@@ -76,6 +81,8 @@ def _check_pair(source, target):
 
 def build_domain_head(in_features: int, hidden: int = 64) -> keras.Sequential:
     """DANN's domain classifier: gradient reversal, then a small MLP to one logit.
+
+    Taught in :ref:`ch-domain-adaptation`.
 
     The twin of :func:`tlcourse.torch.adaptation.build_domain_head`; set
     ``head.layers[0].lambda_`` to change the reversal strength.
@@ -190,6 +197,8 @@ def adapt(
 ) -> dict[str, list[float]]:
     """Train ``model`` in place on labelled source and unlabelled target images.
 
+    Taught in :ref:`ch-domain-adaptation`.
+
     Same arguments, defaults and result as :func:`tlcourse.torch.adaptation.adapt`. The
     model must be a chain of layers whose last one is the classifier head (as the digit
     net is); the features are the output of the layer before it.
@@ -235,6 +244,8 @@ def adapt(
 
 def adapt_batchnorm(model: keras.Model, X_target, *, batch_size: int = 500) -> keras.Model:
     """AdaBN: re-estimate every BatchNorm layer's statistics on target images.
+
+    Taught in :ref:`ch-domain-adaptation`.
 
     Same as :func:`tlcourse.torch.adaptation.adapt_batchnorm`: the moving statistics become
     averages over ``X_target`` (each batch weighted by its size); no weight changes.

@@ -23,6 +23,8 @@ def _reverse(x, lambda_):
 def reverse_gradient(x, lambda_: float = 1.0):
     """Identity on the way forward; multiplies the gradient by ``-lambda_`` on the way back.
 
+    Taught in :ref:`ch-gan-augmentation`.
+
     Same as :func:`tlcourse.torch.reverse_gradient`.
     """
     x = tf.convert_to_tensor(x)
@@ -32,6 +34,8 @@ def reverse_gradient(x, lambda_: float = 1.0):
 @keras.saving.register_keras_serializable(package="tlcourse")
 class GradientReversal(keras.layers.Layer):
     """Layer form of :func:`reverse_gradient`; ``lambda_`` may be changed during training
+
+    Taught in :ref:`ch-gan-augmentation`.
     (it is a non-trainable variable, so a compiled step sees the new value)."""
 
     def __init__(self, lambda_: float = 1.0, **kwargs):

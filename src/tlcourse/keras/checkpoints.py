@@ -34,6 +34,8 @@ def save_checkpoint(
 ) -> Path:
     """Save ``model``'s weights (and optionally optimiser state) atomically.
 
+    Taught in :ref:`ch-pretraining`.
+
     The file is Keras' own ``.weights.h5`` (``model.load_weights`` reads it), with the
     optimiser's variables and the metadata (as JSON) added next to the weights. It is
     written under a temporary name and then renamed, so an interruption never leaves a
@@ -94,6 +96,8 @@ def load_checkpoint(
     scheduler: None = None,
 ) -> dict:
     """Restore a full checkpoint into ``model`` (and optimiser); all or nothing.
+
+    Taught in :ref:`ch-pretraining`.
 
     The file is first loaded into a clone of ``model``; only if that succeeds are the
     weights copied over, so a damaged file or one of another architecture raises
@@ -187,6 +191,8 @@ def load_matching(
     exclude: Iterable[str] = (),
 ) -> RestoreReport:
     """Copy the weights of ``source`` whose paths and shapes match ``model``; report the rest.
+
+    Taught in :ref:`ch-pretraining`.
 
     Parameters
     ----------

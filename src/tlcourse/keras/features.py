@@ -11,7 +11,10 @@ from tlcourse.keras.training import fit
 
 
 def feature_layers(model: keras.Model) -> list[str]:
-    """Names that :func:`extract_features` accepts: the model's top-level layers."""
+    """Names that :func:`extract_features` accepts: the model's top-level layers.
+
+    Taught in :ref:`ch-feature-extraction`.
+    """
     return [layer.name for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
 
 
@@ -19,6 +22,8 @@ def extract_features(
     model: keras.Model, X, *, layer: str | None = None, batch_size: int = 512
 ) -> np.ndarray:
     """Run ``model`` in inference mode and return the output of ``layer``, flattened.
+
+    Taught in :ref:`ch-feature-extraction`.
 
     Builds ``keras.Model(model.inputs, model.get_layer(layer).output)`` and calls it with
     ``training=False`` (BatchNorm uses its moving statistics), one batch at a time.
@@ -68,7 +73,10 @@ def extract_features(
 
 
 def build_linear_head(in_features: int, num_classes: int = 10) -> keras.Model:
-    """A linear classifier on ``in_features``-dimensional features (logits out)."""
+    """A linear classifier on ``in_features``-dimensional features (logits out).
+
+    Taught in :ref:`ch-feature-extraction`.
+    """
     return keras.Sequential(
         [keras.Input((in_features,)), keras.layers.Dense(num_classes, name="head")]
     )
@@ -76,6 +84,8 @@ def build_linear_head(in_features: int, num_classes: int = 10) -> keras.Model:
 
 def fit_linear_probe(features, y, *, num_classes: int = 10, **fit_kwargs):
     """Train a linear classifier (one ``Dense`` layer) on fixed features; return (head, history).
+
+    Taught in :ref:`ch-feature-extraction`.
 
     Same arguments as :func:`tlcourse.torch.fit_linear_probe`.
     """

@@ -21,6 +21,8 @@ from tlcourse.keras.training import fit
 def freeze(model: keras.Model, until: str | None = None) -> keras.Model:
     """Freeze the blocks from the first up to and including ``until`` (all for ``None``).
 
+    Taught in :ref:`ch-fine-tuning`.
+
     Sets ``trainable = False`` on each block. In Keras this also runs the block's
     BatchNorm layers in inference mode (moving statistics used, not updated), which is
     what a frozen block should do. As always in Keras, the change takes effect at the
@@ -52,6 +54,8 @@ def _set_trainable(block, value: bool) -> None:
 def unfreeze(model: keras.Model, down_to: str | None = None) -> keras.Model:
     """Unfreeze the blocks from the last one down to and including ``down_to`` (all for None).
 
+    Taught in :ref:`ch-fine-tuning`.
+
     Note that an unfrozen BatchNorm layer runs in training mode again (batch statistics,
     moving averages updated) unless its block is called with ``training=False``.
 
@@ -68,6 +72,8 @@ def unfreeze(model: keras.Model, down_to: str | None = None) -> keras.Model:
 
 def freeze_batchnorm(model: keras.Model) -> keras.Model:
     """Keep every BatchNorm layer exactly as pretrained while the rest trains.
+
+    Taught in :ref:`ch-fine-tuning`.
 
     Sets ``trainable = False`` on each BatchNormalization layer (nested ones included):
     scale and shift are no longer trained and the layer runs in inference mode, using and
@@ -96,6 +102,8 @@ def _size(weights, skip: set[int]) -> int:
 
 def trainable_summary(model: keras.Model) -> pd.DataFrame:
     """One row per block: trainable and frozen weight counts and what BatchNorm does.
+
+    Taught in :ref:`ch-fine-tuning`.
 
     Same columns as :func:`tlcourse.torch.trainable_summary`. BatchNorm moving statistics
     are not counted as weights (as in PyTorch, where they are buffers); the ``batchnorm
@@ -133,6 +141,8 @@ def l2sp_penalty(
 ):
     """The L2-SP penalty of Li et al. (2018); same definition as the PyTorch twin.
 
+    Taught in :ref:`ch-fine-tuning`.
+
     Weights are matched with ``reference`` by path (``block1/conv/kernel``); only trainable
     weights count. ``reference=None`` gives the plain L2 penalty towards zero.
 
@@ -169,6 +179,8 @@ def l2sp_penalty(
 
 def reset_parameters(model: keras.Model, blocks: Iterable[str] = ("head",)) -> keras.Model:
     """Re-initialise the named blocks from their layers' initialisers.
+
+    Taught in :ref:`ch-fine-tuning`.
 
     A Keras initialiser made without a seed fixes one at construction and returns the same
     values on every call; here each random initialiser gets a new seed drawn from NumPy's
@@ -211,6 +223,8 @@ def fit_gradual_unfreezing(
     **fit_kwargs,
 ) -> dict[str, list[float]]:
     """Gradual unfreezing, one block per stage from the top down (Howard & Ruder, 2018).
+
+    Taught in :ref:`ch-fine-tuning`.
 
     Same arguments and result as :func:`tlcourse.torch.fit_gradual_unfreezing`.
 

@@ -108,6 +108,8 @@ class _AddLabelMaps(layers.Layer):
 
 def build_generator(latent_dim: int = 32, num_classes: int = 10, width: int = 16) -> keras.Model:
     """``G([z, y])``: latent vectors ``(N, latent_dim)`` and labels ``(N,)`` to images
+
+    Taught in :ref:`ch-gan-augmentation`.
     ``(N, 28, 28, 1)`` in ``[0, 1]``. Attributes ``latent_dim``, ``num_classes``, ``width``."""
     check_positive_ints(latent_dim=latent_dim, num_classes=num_classes, width=width)
     z = keras.Input((latent_dim,), name="z")
@@ -126,6 +128,8 @@ def build_generator(latent_dim: int = 32, num_classes: int = 10, width: int = 16
 
 def build_discriminator(num_classes: int = 10, width: int = 16) -> keras.Model:
     """``D([x, y])``: images ``(N, 28, 28, 1)`` and labels ``(N,)`` to logits ``(N,)``.
+
+    Taught in :ref:`ch-gan-augmentation`.
     Attributes ``num_classes`` and ``width``."""
     check_positive_ints(num_classes=num_classes, width=width)
     image = keras.Input((28, 28, 1), name="image")
@@ -145,6 +149,8 @@ def generate(
     generator: keras.Model, labels, *, seed: int = 0, batch_size: int = 1024
 ) -> np.ndarray:
     """Images for the given labels, from latent vectors drawn with ``seed``, in inference mode.
+
+    Taught in :ref:`ch-gan-augmentation`.
 
     Same as :func:`tlcourse.torch.generate` (the latent draws differ between frameworks).
 
@@ -192,6 +198,8 @@ def train_gan(
 ) -> dict:
     """Train a conditional GAN with the non-saturating loss and Adam.
 
+    Taught in :ref:`ch-gan-augmentation`.
+
     Same arguments and result as :func:`tlcourse.torch.train_gan`; every epoch likewise
     drops its last incomplete batch (``max(1, len(X) // batch_size)`` steps). The traced
     step and the two optimisers are cached per generator: calling again with the same
@@ -231,6 +239,8 @@ def train_gan(
 
 def generate_labelled(generator: keras.Model, n_per_class: int, *, seed: int = 0):
     """``n_per_class`` generated images of every class, with their labels, for augmentation.
+
+    Taught in :ref:`ch-gan-augmentation`.
 
     Same as :func:`tlcourse.torch.generate_labelled`.
     """

@@ -46,7 +46,10 @@ def blocks_by_name(model: keras.Model) -> dict[str, keras.layers.Layer]:
 
 
 def block_names(model: keras.Model) -> list[str]:
-    """The model's blocks (top-level layers without the input layer), in order."""
+    """The model's blocks (top-level layers without the input layer), in order.
+
+    Taught in :ref:`ch-fine-tuning`.
+    """
     return list(blocks_by_name(model))
 
 
@@ -105,6 +108,8 @@ def _conv_block(name: str, filters: int, pool: keras.layers.Layer) -> keras.Sequ
 def build_digit_net(num_classes: int = 10, width: int = 16, in_channels: int = 1) -> keras.Model:
     """Build the course's small CNN for 28x28 digits, with named blocks.
 
+    Taught in :ref:`ch-what-is-transfer-learning`.
+
     The same network as :func:`tlcourse.torch.build_digit_net`: ``block1`` and ``block2``
     are conv-BN-ReLU-maxpool, ``block3`` is conv-BN-ReLU plus global average pooling to a
     ``4 * width`` feature vector, ``head`` the linear classifier (logits, no softmax).
@@ -142,6 +147,8 @@ def build_digit_net(num_classes: int = 10, width: int = 16, in_channels: int = 1
 def count_parameters(model: keras.Model, trainable_only: bool = True) -> int:
     """Count a model's weights; BatchNorm moving statistics count only if not trainable_only.
 
+    Taught in :ref:`ch-what-is-transfer-learning`.
+
     Parameters
     ----------
     model : keras.Model
@@ -158,6 +165,8 @@ def count_parameters(model: keras.Model, trainable_only: bool = True) -> int:
 
 def clone_model(model: keras.Model) -> keras.Model:
     """Return an independent copy of ``model`` with the same weights.
+
+    Taught in :ref:`ch-pretraining`.
 
     ``keras.models.clone_model`` copies the architecture with fresh weights; this also
     copies the weights (BatchNorm statistics included) and the attributes that the

@@ -19,6 +19,8 @@ from tlcourse.keras.models import blocks_by_name
 def param_groups(model: keras.Model, lrs_by_block: Mapping[str, float]) -> list[dict]:
     """Groups of trainable variables with one learning rate per block.
 
+    Taught in :ref:`ch-fine-tuning`.
+
     Same rules as :func:`tlcourse.torch.param_groups`; the groups feed
     :class:`BlockwiseAdamW` (which :func:`tlcourse.keras.fit` builds when ``lr`` is a
     mapping).
@@ -40,6 +42,8 @@ def param_groups(model: keras.Model, lrs_by_block: Mapping[str, float]) -> list[
 
 class BlockwiseAdamW(keras.optimizers.Adam):
     """AdamW with a learning rate per group of variables (Keras has no parameter groups).
+
+    Taught in :ref:`ch-fine-tuning`.
 
     Each variable's step uses ``schedule(step) * group_lr``, and its decoupled weight decay
     is ``schedule(step) * group_lr * weight_decay``, exactly as ``torch.optim.AdamW`` does

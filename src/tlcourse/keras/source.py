@@ -18,6 +18,8 @@ def get_source_model(
 ) -> keras.Model | tuple[keras.Model, dict]:
     """Return the pretrained source model, from the cache or trained now (and cached).
 
+    Taught in :ref:`ch-pretraining`.
+
     Same arguments as :func:`tlcourse.torch.get_source_model`.
     """
     recipe = recipe or SourceRecipe()

@@ -23,6 +23,8 @@ from tlcourse.schedules import SCHEDULES
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic.
 
+    Taught in :ref:`ch-what-is-transfer-learning`.
+
     Parameters
     ----------
     seed : int
@@ -54,6 +56,8 @@ def fit(
     desc: str = "train",
 ) -> dict[str, list[float]]:
     """Train a classifier on in-memory arrays with ``model.fit``, AdamW and cross-entropy.
+
+    Taught in :ref:`ch-what-is-transfer-learning`.
 
     Same arguments and result as :func:`tlcourse.torch.fit`. The model is compiled here,
     so changes to ``trainable`` made before the call take effect. Compiling makes Keras
@@ -209,6 +213,8 @@ class _HistoryWriter(keras.callbacks.Callback):
 def predict(model: keras.Model, X, *, batch_size: int = 1024) -> np.ndarray:
     """Return the model's logits for ``X`` as a NumPy array, in inference mode.
 
+    Taught in :ref:`ch-pretraining`.
+
     Parameters
     ----------
     model : keras.Model
@@ -232,6 +238,8 @@ def predict(model: keras.Model, X, *, batch_size: int = 1024) -> np.ndarray:
 
 def evaluate(model: keras.Model, X, y, *, batch_size: int = 1024) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``(X, y)``, in inference mode.
+
+    Taught in :ref:`ch-what-is-transfer-learning`.
 
     Returns
     -------

@@ -31,6 +31,8 @@ from tlcourse.torch.optim import make_optimizer
 def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Deep CORAL loss (Sun & Saenko, 2016): ``||C_s - C_t||_F^2 / (4 d^2)``.
 
+    Taught in :ref:`ch-domain-adaptation`.
+
     ``C_s`` and ``C_t`` are the unbiased covariance matrices of the two batches of
     ``d``-dimensional features.
 
@@ -58,6 +60,8 @@ def mmd_loss(
     multipliers=(0.25, 0.5, 1.0, 2.0, 4.0),
 ) -> torch.Tensor:
     """Squared maximum mean discrepancy with a sum of Gaussian kernels (DAN; Long et al., 2015).
+
+    Taught in :ref:`ch-domain-adaptation`.
 
     ``k(a, b) = sum_i exp(-||a - b||^2 / h_i)`` and the (biased) estimate is
     ``mean k(s, s') + mean k(t, t') - 2 mean k(s, t)`` over all pairs, diagonals included.
@@ -102,6 +106,8 @@ def _check_pair(source: torch.Tensor, target: torch.Tensor) -> None:
 def build_domain_head(in_features: int, hidden: int = 64) -> nn.Sequential:
     """DANN's domain classifier: gradient reversal, then a small MLP to one logit.
 
+    Taught in :ref:`ch-domain-adaptation`.
+
     The logit says "target" when positive. Set ``head.grl.lambda_`` to change the reversal
     strength during training.
     """
@@ -138,6 +144,8 @@ def adapt(
     desc: str | None = None,
 ) -> dict[str, list[float]]:
     """Train ``model`` in place on labelled source and unlabelled target images.
+
+    Taught in :ref:`ch-domain-adaptation`.
 
     The features are the output of everything but the model's last child (for the digit
     net, ``block3``'s 64 pooled channels); the last child is the classifier head.
@@ -259,6 +267,8 @@ def _alignment(method, f, f_s, f_t, logits_t, domain_head, threshold):
 @torch.no_grad()
 def adapt_batchnorm(model: nn.Module, X_target, *, batch_size: int = 500) -> nn.Module:
     """AdaBN (Li et al., 2018): re-estimate every BatchNorm layer's statistics on target images.
+
+    Taught in :ref:`ch-domain-adaptation`.
 
     The running means and variances are replaced by averages over ``X_target`` (each
     batch's statistics weighted by its size); no weight changes. Returns ``model``, in

@@ -29,6 +29,8 @@ class _ReverseGradient(torch.autograd.Function):
 def reverse_gradient(x: torch.Tensor, lambda_: float = 1.0) -> torch.Tensor:
     """Identity on the way forward; multiplies the gradient by ``-lambda_`` on the way back.
 
+    Taught in :ref:`ch-gan-augmentation`.
+
     Parameters
     ----------
     x : torch.Tensor
@@ -45,6 +47,8 @@ def reverse_gradient(x: torch.Tensor, lambda_: float = 1.0) -> torch.Tensor:
 
 class GradientReversal(nn.Module):
     """Layer form of :func:`reverse_gradient`; ``lambda_`` may be changed during training.
+
+    Taught in :ref:`ch-gan-augmentation`.
 
     Example
     -------

@@ -27,6 +27,8 @@ def save_checkpoint(
 ) -> Path:
     """Save model (and optionally optimiser and scheduler) state atomically.
 
+    Taught in :ref:`ch-pretraining`.
+
     The file is written under a temporary name and then renamed, so an interruption
     never leaves a half-written checkpoint in place of the previous good one.
 
@@ -59,6 +61,8 @@ def save_checkpoint(
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint safely (``weights_only=True``); raise a clear error if unreadable.
+
+    Taught in :ref:`ch-pretraining`.
 
     Returns
     -------
@@ -98,6 +102,8 @@ def load_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> dict:
     """Restore a full checkpoint into ``model`` (and optimiser, scheduler); all or nothing.
+
+    Taught in :ref:`ch-pretraining`.
 
     Every key and shape is checked *before* anything is copied, so a checkpoint of another
     architecture raises :class:`~tlcourse.restore.CheckpointError` and leaves the model
@@ -149,6 +155,8 @@ def load_matching(
     exclude: Iterable[str] = (),
 ) -> RestoreReport:
     """Copy the entries of ``source`` whose names and shapes match ``model``; report the rest.
+
+    Taught in :ref:`ch-pretraining`.
 
     This is what Caffe's "copy weights by layer name" became: matching by name, shapes
     checked, chosen layers excluded, and nothing silent. Entries that are not loaded keep

@@ -18,16 +18,12 @@ import contextlib
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -36,6 +32,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm import tqdm
 
 from tlcourse.checks import check_images_and_labels
+from tlcourse.launcher import run_and_reap
 from tlcourse.torch.checkpoints import load_checkpoint, save_checkpoint
 from tlcourse.torch.models import to_tensor
 from tlcourse.torch.optim import make_optimizer
@@ -290,7 +287,7 @@ def launch(
 ) -> dict:
     """Run this module under ``torchrun`` with ``nproc`` processes; return rank 0's log.
 
-    The launcher and its workers run in their own process group, which is killed
+    :func:`tlcourse.launcher.run_and_reap` runs it: every process of the launch is killed
     whatever happens (success, error, timeout, interrupt), so no worker outlives the call.
 
     Parameters
@@ -326,26 +323,10 @@ def launch(
     log.unlink(missing_ok=True)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += [f"--nproc_per_node={nproc}", "-m", "tlcourse.torch.distributed", *args]
-    # torchrun starts every worker in a session of its own, so killing the launcher's
-    # process group would leave them running. Each process of this launch inherits a
-    # marker in its environment instead, and whatever carries it is killed at the end.
-    marker = uuid.uuid4().hex
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {}), _MARKER: marker}
-    proc = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=full_env,
-        start_new_session=True,
+    returncode, output = run_and_reap(
+        command, timeout=timeout, env={"OMP_NUM_THREADS": "1", **(env or {})}, name="torchrun"
     )
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        raise TimeoutError(f"torchrun ran longer than {timeout} s and was stopped.") from exc
-    finally:
-        kill_launched(proc, marker)
-    if proc.returncode != 0 or not log.exists():
+    if returncode != 0 or not log.exists():
         # torchrun prefixes each worker's lines with [rankN]:; name the workers' own errors
         # first, since torchrun's summary alone only says that a child failed.
         lines = output.splitlines()
@@ -356,36 +337,9 @@ def launch(
         )
         tail = "\n".join(lines[-15:])
         raise RuntimeError(
-            f"torchrun exited with {proc.returncode}: {'; '.join(errors) or 'see below'}\n{tail}"
+            f"torchrun exited with {returncode}: {'; '.join(errors) or 'see below'}\n{tail}"
         )
     return json.loads(log.read_text())
-
-
-_MARKER = "TLCOURSE_LAUNCH_ID"
-
-
-def launched_processes(marker: str) -> list[psutil.Process]:
-    """Processes whose environment carries this launch's marker (launcher and workers)."""
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.environ().get(_MARKER) == marker:
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue  # gone already, or not ours to read
-    return found
-
-
-def kill_launched(proc: subprocess.Popen, marker: str) -> None:
-    """Kill the launcher ``proc`` and every process of its launch, then reap them."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # first the launcher: it starts no more workers
-    proc.wait()
-    victims = launched_processes(marker)
-    for process in victims:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    psutil.wait_procs(victims, timeout=10)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,10 @@ class _Stop(Exception):
 
 
 def feature_layers(model: nn.Module) -> list[str]:
-    """Names that :func:`extract_features` accepts: every named sub-module of ``model``."""
+    """Names that :func:`extract_features` accepts: every named sub-module of ``model``.
+
+    Taught in :ref:`ch-feature-extraction`.
+    """
     return [name for name, _ in model.named_modules() if name]
 
 
@@ -25,6 +28,8 @@ def extract_features(
     model: nn.Module, X, *, layer: str | None = None, batch_size: int = 512
 ) -> np.ndarray:
     """Run ``model`` frozen (``eval()``, no gradients) and return the output of ``layer``.
+
+    Taught in :ref:`ch-feature-extraction`.
 
     The forward pass stops right after ``layer``, so later layers cost nothing. The output
     is flattened to one vector per example: a ResNet's ``avgpool`` gives ``(N, 512, 1, 1)``,
@@ -89,12 +94,17 @@ def extract_features(
 
 
 def build_linear_head(in_features: int, num_classes: int = 10) -> nn.Linear:
-    """A linear classifier on ``in_features``-dimensional features (logits out)."""
+    """A linear classifier on ``in_features``-dimensional features (logits out).
+
+    Taught in :ref:`ch-feature-extraction`.
+    """
     return nn.Linear(in_features, num_classes)
 
 
 def fit_linear_probe(features, y, *, num_classes: int = 10, **fit_kwargs):
     """Train a linear classifier (``nn.Linear``) on fixed features; return (head, history).
+
+    Taught in :ref:`ch-feature-extraction`.
 
     Parameters
     ----------
@@ -120,6 +130,8 @@ def fit_linear_probe(features, y, *, num_classes: int = 10, **fit_kwargs):
 
 class Frozen(nn.Module):
     """Wrap a module so that it stays frozen inside a larger model that is trained.
+
+    Taught in :ref:`ch-feature-extraction`.
 
     Its parameters get ``requires_grad=False``, it runs without building a graph, and it
     stays in ``eval()`` mode even when the outer model calls ``train()``, so BatchNorm uses

@@ -20,7 +20,10 @@ _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
 
 
 def block_names(model: nn.Module) -> list[str]:
-    """The model's blocks (top-level children), in order."""
+    """The model's blocks (top-level children), in order.
+
+    Taught in :ref:`ch-fine-tuning`.
+    """
     names = [name for name, _ in model.named_children()]
     if not names:
         raise ValueError(f"{type(model).__name__} has no child modules to freeze or unfreeze.")
@@ -43,6 +46,8 @@ def is_frozen(block: nn.Module) -> bool:
 
 def freeze(model: nn.Module, until: str | None = None) -> nn.Module:
     """Freeze the blocks from the first up to and including ``until`` (all for ``None``).
+
+    Taught in :ref:`ch-fine-tuning`.
 
     Freezing does two things, and a correct fine-tuning setup needs both:
 
@@ -83,6 +88,8 @@ def freeze(model: nn.Module, until: str | None = None) -> nn.Module:
 def unfreeze(model: nn.Module, down_to: str | None = None) -> nn.Module:
     """Unfreeze the blocks from the last one down to and including ``down_to`` (all for None).
 
+    Taught in :ref:`ch-fine-tuning`.
+
     The reverse of :func:`freeze`: parameters get ``requires_grad`` again and the blocks
     follow the model's train/eval mode again. Gradual unfreezing calls it with ``"head"``,
     then ``"block3"``, then ``"block2"`` ...
@@ -106,6 +113,8 @@ def unfreeze(model: nn.Module, down_to: str | None = None) -> nn.Module:
 def freeze_batchnorm(model: nn.Module) -> nn.Module:
     """Keep every BatchNorm layer exactly as pretrained while the rest trains.
 
+    Taught in :ref:`ch-fine-tuning`.
+
     Each BatchNorm layer's scale and shift get ``requires_grad=False`` and the layer stays
     in ``eval()`` mode (normalising with its pretrained running statistics, never updating
     them), whatever mode the model is put in. The Keras twin sets ``trainable = False`` on
@@ -126,6 +135,8 @@ def freeze_batchnorm(model: nn.Module) -> nn.Module:
 
 def trainable_summary(model: nn.Module) -> pd.DataFrame:
     """One row per block: trainable and frozen parameter counts and what BatchNorm does.
+
+    Taught in :ref:`ch-fine-tuning`.
 
     The ``batchnorm statistics`` column says what happens to the block's BatchNorm running
     statistics when the model trains: ``"fixed"`` for a block frozen with :func:`freeze`,
@@ -163,6 +174,8 @@ def l2sp_penalty(
     exclude: Iterable[str] = (),
 ) -> torch.Tensor:
     """The L2-SP penalty of Li et al. (2018): pull weights towards their pretrained values.
+
+    Taught in :ref:`ch-fine-tuning`.
 
     .. math:: \\Omega(w) = \\frac{\\alpha}{2}\\lVert w_S - w_S^0\\rVert^2
               + \\frac{\\beta}{2}\\lVert w_{\\bar S}\\rVert^2
@@ -217,7 +230,10 @@ def l2sp_penalty(
 
 
 def reset_parameters(model: nn.Module, blocks: Iterable[str] = ("head",)) -> nn.Module:
-    """Re-initialise the named blocks (e.g. a new head), drawing from torch's global RNG."""
+    """Re-initialise the named blocks (e.g. a new head), drawing from torch's global RNG.
+
+    Taught in :ref:`ch-fine-tuning`.
+    """
     children = dict(model.named_children())
     for name in blocks:
         check_block(name, list(children))
@@ -238,6 +254,8 @@ def fit_gradual_unfreezing(
 ) -> dict[str, list[float]]:
     """Gradual unfreezing (Howard & Ruder, 2018): train the head, then unfreeze one more
     block per stage, from the top down.
+
+    Taught in :ref:`ch-fine-tuning`.
 
     Stage ``i`` freezes everything, unfreezes the blocks from the last one down to
     ``stages[i]`` and trains for ``epochs_per_stage`` epochs with a fresh optimiser and

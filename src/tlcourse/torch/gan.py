@@ -84,18 +84,26 @@ class Discriminator(nn.Module):
 
 
 def build_generator(latent_dim: int = 32, num_classes: int = 10, width: int = 16) -> Generator:
-    """The conditional DCGAN generator; see :class:`Generator`."""
+    """The conditional DCGAN generator; see :class:`Generator`.
+
+    Taught in :ref:`ch-gan-augmentation`.
+    """
     return Generator(latent_dim, num_classes, width)
 
 
 def build_discriminator(num_classes: int = 10, width: int = 16) -> Discriminator:
-    """The conditional DCGAN discriminator; see :class:`Discriminator`."""
+    """The conditional DCGAN discriminator; see :class:`Discriminator`.
+
+    Taught in :ref:`ch-gan-augmentation`.
+    """
     return Discriminator(num_classes, width)
 
 
 @torch.no_grad()
 def generate(generator: Generator, labels, *, seed: int = 0, batch_size: int = 1024) -> np.ndarray:
     """Images for the given labels, from latent vectors drawn with ``seed``, in eval mode.
+
+    Taught in :ref:`ch-gan-augmentation`.
 
     Parameters
     ----------
@@ -147,6 +155,8 @@ def train_gan(
     desc: str = "GAN",
 ) -> dict:
     """Train a conditional GAN with the non-saturating loss and Adam.
+
+    Taught in :ref:`ch-gan-augmentation`.
 
     Each step updates the discriminator on a batch of real images and as many generated
     ones (labels drawn like the real batch's), then the generator, whose loss is
@@ -241,6 +251,8 @@ def train_gan(
 
 def generate_labelled(generator: Generator, n_per_class: int, *, seed: int = 0):
     """``n_per_class`` generated images of every class, with their labels, for augmentation.
+
+    Taught in :ref:`ch-gan-augmentation`.
 
     Returns
     -------

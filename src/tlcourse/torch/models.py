@@ -60,6 +60,8 @@ def _conv_block(in_channels: int, out_channels: int, pool: nn.Module) -> nn.Sequ
 def build_digit_net(num_classes: int = 10, width: int = 16, in_channels: int = 1) -> nn.Sequential:
     """Build the course's small CNN for 28x28 digits, with named blocks.
 
+    Taught in :ref:`ch-what-is-transfer-learning`.
+
     ``block1`` and ``block2`` are conv-BN-ReLU-maxpool (28 -> 14 -> 7 pixels), ``block3`` is
     conv-BN-ReLU followed by global average pooling to a ``4 * width`` feature vector, and
     ``head`` is the linear classifier. The Keras twin has the same layers, names and
@@ -100,6 +102,8 @@ def build_digit_net(num_classes: int = 10, width: int = 16, in_channels: int = 1
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Count a model's parameters (BatchNorm running statistics are buffers, not counted).
 
+    Taught in :ref:`ch-what-is-transfer-learning`.
+
     Parameters
     ----------
     model : torch.nn.Module
@@ -115,6 +119,8 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
 
 def clone_model(model: nn.Module) -> nn.Module:
     """Return an independent copy of ``model`` with the same weights and buffers.
+
+    Taught in :ref:`ch-pretraining`.
 
     Parameters
     ----------

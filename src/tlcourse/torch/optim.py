@@ -20,6 +20,8 @@ from tlcourse.schedules import cosine_factor
 def param_groups(model: nn.Module, lrs_by_block: Mapping[str, float]) -> list[dict]:
     """Optimiser parameter groups with one learning rate per block (discriminative rates).
 
+    Taught in :ref:`ch-fine-tuning`.
+
     Parameters
     ----------
     model : torch.nn.Module

@@ -18,6 +18,8 @@ def get_source_model(
 ) -> nn.Module | tuple[nn.Module, dict]:
     """Return the pretrained source model, from the cache or trained now (and cached).
 
+    Taught in :ref:`ch-pretraining`.
+
     Parameters
     ----------
     recipe : SourceRecipe, optional

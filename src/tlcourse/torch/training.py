@@ -22,6 +22,8 @@ from tlcourse.torch.optim import make_optimizer
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and PyTorch so that CPU runs repeat exactly.
 
+    Taught in :ref:`ch-what-is-transfer-learning`.
+
     Parameters
     ----------
     seed : int
@@ -54,6 +56,8 @@ def fit(
     desc: str = "train",
 ) -> dict[str, list[float]]:
     """Train a classifier on in-memory arrays with mini-batch AdamW and cross-entropy.
+
+    Taught in :ref:`ch-what-is-transfer-learning`.
 
     Parameters
     ----------
@@ -188,6 +192,8 @@ def fit(
 def predict(model: nn.Module, X, *, batch_size: int = 1024) -> np.ndarray:
     """Return the model's logits for ``X`` as a NumPy array, in eval mode without gradients.
 
+    Taught in :ref:`ch-pretraining`.
+
     Parameters
     ----------
     model : torch.nn.Module
@@ -215,6 +221,8 @@ def predict(model: nn.Module, X, *, batch_size: int = 1024) -> np.ndarray:
 
 def evaluate(model: nn.Module, X, y, *, batch_size: int = 1024) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``(X, y)``, in eval mode.
+
+    Taught in :ref:`ch-what-is-transfer-learning`.
 
     Returns
     -------
