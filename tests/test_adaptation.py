@@ -11,8 +11,8 @@ from tlcourse.adaptation import (
     batch_indices,
     coral_transform,
     dann_lambda,
-    run_adaptation,
 )
+from tlcourse.experiments import run_adaptation
 
 
 def _features(seed, n=12, d=5, shift=0.0):

@@ -5,8 +5,8 @@ import pytest
 
 import tlcourse.keras as tk
 import tlcourse.torch as tt
-from tlcourse.augmentation import ARMS, make_arm_sets, run_gan_augmentation, score_samples
 from tlcourse.data import make_few_shot_split
+from tlcourse.experiments import ARMS, make_arm_sets, run_gan_augmentation, score_samples
 
 
 def _labelled(n_per_class, value, num_classes=3):

@@ -7,7 +7,7 @@ import torch
 
 import tlcourse.keras as tk
 import tlcourse.torch as tt
-from tlcourse.data import augment_digits
+from tlcourse.augment import augment_digits
 from tlcourse.finetune import discriminative_lrs
 from tlcourse.keras.models import weights_by_path as _weights_by_path
 

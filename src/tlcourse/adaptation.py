@@ -4,16 +4,12 @@ The framework halves (:mod:`tlcourse.torch.adaptation`, :mod:`tlcourse.keras.ada
 train a network on labelled source images and *unlabelled* target images with one of the
 :data:`METHODS`. This module holds what they share: the method names and default loss
 weights, DANN's schedule for the reversal strength, closed-form CORAL on fixed features, and
-:func:`run_adaptation`, which runs every method for several seeds in either framework.
+and :func:`tlcourse.experiments.run_adaptation`, the experiment loop, is one level up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from types import ModuleType
-
 import numpy as np
-from tqdm import tqdm
 
 from tlcourse.checks import check_images_and_labels, check_non_negative, check_positive_ints
 
@@ -151,86 +147,3 @@ def coral_transform(source: np.ndarray, target: np.ndarray, *, eps: float = 1.0)
     whiten = _sym_power(np.cov(source, rowvar=False) + ridge, -0.5)
     colour = _sym_power(np.cov(target, rowvar=False) + ridge, 0.5)
     return (source - source.mean(0)) @ whiten @ colour + target.mean(0)
-
-
-def run_adaptation(
-    backend: ModuleType,
-    make_model: Callable[[], object],
-    source: tuple[np.ndarray, np.ndarray],
-    target_train: tuple[np.ndarray, np.ndarray],
-    target_test: tuple[np.ndarray, np.ndarray],
-    methods: Sequence[str],
-    seeds: Sequence[int],
-    *,
-    on_run_end: Callable[[str, int, object], None] | None = None,
-    quiet: bool = False,
-    **adapt_kwargs,
-) -> np.ndarray:
-    """Adapt a fresh copy of a model with each method and seed; score it on target test data.
-
-    Besides :data:`METHODS`, two reference rows are understood:
-
-    - ``"adabn"``: the ``source_only`` run, then BatchNorm statistics re-estimated on the
-      unlabelled target images (Li et al., 2018) -- no extra training;
-    - ``"target_supervised"``: the same loop on the target's *labelled* training images
-      (the upper bound; the only row that uses target labels).
-
-    Parameters
-    ----------
-    backend : module
-        :mod:`tlcourse.torch` or :mod:`tlcourse.keras`.
-    make_model : callable
-        Returns a new model to adapt (e.g. a clone of the pretrained source model).
-    source : (X, y)
-        Labelled source images.
-    target_train : (X, y)
-        Target images for adaptation; their labels are used only by ``"target_supervised"``.
-    target_test : (X, y)
-        Held-out target images for scoring.
-    methods : sequence of str
-    seeds : sequence of int
-    on_run_end : callable, optional
-        ``on_run_end(method, seed, model)`` after each run, e.g. to keep features.
-    quiet : bool, default False
-        Hide the progress bar over runs.
-    **adapt_kwargs
-        Passed to ``backend.adapt`` (``num_steps``, ``batch_size``, ``lr``...).
-
-    Returns
-    -------
-    np.ndarray
-        Target test accuracies, shape ``(len(seeds), len(methods))``.
-    """
-    extra = ("adabn", "target_supervised")
-    for method in methods:
-        if method not in extra:
-            check_method(method)
-    if not methods or not seeds:
-        raise ValueError("methods and seeds must be non-empty.")
-    X_s, y_s = source
-    X_t, y_t = target_train
-    acc = np.zeros((len(seeds), len(methods)))
-    runs = [(i, j) for i in range(len(seeds)) for j in range(len(methods))]
-    source_only: dict[int, object] = {}  # per seed, for "adabn" to start from
-    for i, j in tqdm(runs, desc=f"{backend.__name__} adaptation runs", disable=quiet):
-        seed, method = int(seeds[i]), methods[j]
-        backend.set_seed(seed)
-        kwargs = {**adapt_kwargs, "seed": seed, "quiet": True}
-        if method == "adabn" and seed in source_only:
-            model = backend.clone_model(source_only[seed])
-        else:
-            model = make_model()
-            train_as = "source_only" if method in extra else method
-            if method == "target_supervised":
-                # The target's labelled images play the source; nothing to align.
-                backend.adapt(model, X_t, y_t, X_t, method=train_as, **kwargs)
-            else:
-                backend.adapt(model, X_s, y_s, X_t, method=train_as, **kwargs)
-        if method == "source_only" and "adabn" in methods:
-            source_only[seed] = backend.clone_model(model)
-        if method == "adabn":
-            backend.adapt_batchnorm(model, X_t)
-        acc[i, j] = backend.evaluate(model, *target_test)["accuracy"]
-        if on_run_end is not None:
-            on_run_end(method, seed, model)
-    return acc

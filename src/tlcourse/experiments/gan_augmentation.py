@@ -25,8 +25,9 @@ from types import ModuleType
 import numpy as np
 from tqdm import tqdm
 
+from tlcourse.augment import augment_digits
 from tlcourse.checks import check_images_and_labels, check_positive_ints
-from tlcourse.data import augment_digits, make_few_shot_split
+from tlcourse.data import make_few_shot_split
 from tlcourse.frechet import frechet_distance
 
 ARMS = ("real only", "real + affine", "real + GAN", "real + affine + GAN", "real + extra real")
