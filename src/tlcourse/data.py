@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tlcourse.checks import check_seed
+from tlcourse.files import atomic_path
 
 # A labelled set of images: (images (N, 28, 28), int64 labels (N,)).
 Dataset = tuple[np.ndarray, np.ndarray]
@@ -274,10 +275,8 @@ def make_synthetic_digits(
             return cached["X"], cached["y"]
     X, y = _render_synthetic(int(n), seed)
     if use_cache:
-        # Write to a temporary name first so an interrupted run never leaves a torn file.
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, X=X, y=y)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:  # an interrupted run never leaves a torn file
+            np.savez_compressed(tmp, X=X, y=y)
     return X, y
 
 

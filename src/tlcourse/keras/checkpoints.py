@@ -18,6 +18,7 @@ import h5py
 import keras
 import numpy as np
 
+from tlcourse.files import atomic_path
 from tlcourse.keras.models import walk_layers, weights_by_path
 from tlcourse.restore import CheckpointError, RestoreReport, check_exclusions, match_entries
 
@@ -68,16 +69,14 @@ def save_checkpoint(
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"Keras weight files must end in '.weights.h5', got {path.name!r}.")
     _check_no_scheduler(scheduler)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{os.getpid()}.tmp.{path.name}")
-    model.save_weights(tmp)
-    with h5py.File(tmp, "a") as f:
-        f.attrs[METADATA_ATTR] = json.dumps(metadata)
-        if optimizer is not None:
-            group = f.create_group(OPTIMIZER_GROUP)
-            for i, variable in enumerate(optimizer.variables):
-                group[str(i)] = keras.ops.convert_to_numpy(variable)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        model.save_weights(tmp)
+        with h5py.File(tmp, "a") as f:
+            f.attrs[METADATA_ATTR] = json.dumps(metadata)
+            if optimizer is not None:
+                group = f.create_group(OPTIMIZER_GROUP)
+                for i, variable in enumerate(optimizer.variables):
+                    group[str(i)] = keras.ops.convert_to_numpy(variable)
     return path
 
 

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from tqdm.keras import TqdmCallback
 
 from tlcourse.checks import check_images_and_labels
+from tlcourse.files import atomic_path
 from tlcourse.keras.models import num_outputs, to_array
 from tlcourse.keras.optim import make_optimizer, reset_optimizer
 from tlcourse.schedules import SCHEDULES
@@ -206,8 +207,8 @@ class _HistoryWriter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.history))
+        with atomic_path(self.path) as tmp:  # a torn history.json would break resume
+            tmp.write_text(json.dumps(self.history))
 
 
 def predict(model: keras.Model, X, *, batch_size: int = 1024) -> np.ndarray:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tlcourse.files import atomic_path
 from tlcourse.restore import CheckpointError, RestoreReport, check_exclusions, match_entries
 
 
@@ -47,15 +48,13 @@ def save_checkpoint(
     pathlib.Path
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"model": model.state_dict(), "metadata": metadata}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
     if scheduler is not None:
         state["scheduler"] = scheduler.state_dict()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
     return path
 
 
