@@ -164,8 +164,11 @@ def test_missing_source_is_a_clear_error(tmp_path):
         ("from torch import nn\nhead = nn.Linear(64, 10)", "PyTorch"),
         ("import keras\nbody = keras.Model(a, b)", "TensorFlow"),
         ("F = tk.extract_features(source_keras, X)", "TensorFlow"),
+        ("acc = run_few_shot(tt, tt.build_digit_net, X, y)", "PyTorch"),
+        ("curve_keras = learning_curve(tk, F_keras)", "TensorFlow"),
+        ("for backend in (tt, tk):\n    run(backend)", "both"),
         ("tt.port_to_keras(source_torch, copy)\ntk.predict(copy, X)", "both"),
-        ("attn = np.zeros(3)  # neither: tt and tk only as whole names", "neither"),
+        ("attn, stk = np.zeros(3), 1  # the aliases count only as whole names", "neither"),
     ],
 )
 def test_cells_are_timed_per_framework(source, label):

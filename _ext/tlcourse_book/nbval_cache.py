@@ -26,10 +26,11 @@ _LINES = pytest.StashKey[list]()
 _TOTALS = pytest.StashKey[dict]()
 
 # Which framework a code cell drives, read from its source: the course's aliases
-# (``tt``/``tk``) and the frameworks' own names.
+# (``tt``/``tk``, also when passed as the backend of an experiment loop) and the
+# frameworks' own names.
 _USES = {
-    "PyTorch": re.compile(r"\btt\.|\btorch\b|\btorchvision\b|\bnn\.|torchrun"),
-    "TensorFlow": re.compile(r"\btk\.|\bkeras\b|\btensorflow\b|\btf\."),
+    "PyTorch": re.compile(r"\btt\b|\btorch\b|\btorchvision\b|\bnn\.|torchrun"),
+    "TensorFlow": re.compile(r"\btk\b|\bkeras\b|\btensorflow\b|\btf\."),
 }
 FRAMEWORK_LABELS = ("PyTorch", "TensorFlow", "both", "neither")
 
