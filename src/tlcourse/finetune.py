@@ -8,7 +8,6 @@ both frameworks accept and reject exactly the same requests.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -132,27 +131,35 @@ class Strategy:
             raise ValueError("gradual unfreezing decides what is frozen; combine it with neither.")
 
 
-# model -> {strategy: penalty function}: one function per model and strategy, so that a
-# Keras model trained again with the same strategy keeps its compiled training step.
-_PENALTIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+@dataclass(frozen=True)
+class Penalty:
+    """``penalty(model)``: L2 (towards zero) or L2-SP (towards ``reference``) on every block
+    but ``exclude``, as :func:`tlcourse.torch.l2sp_penalty` computes it.
+
+    A value, not a closure: two equal penalties (same backend, reference model, strength
+    and exclusions) compare equal, so a Keras model trained again with an equal penalty
+    keeps its compiled training step (:func:`tlcourse.keras.fit` compares them).
+    """
+
+    backend: ModuleType
+    reference: object  # None for plain L2; compared by identity (a model has no ``==``)
+    alpha: float
+    exclude: tuple[str, ...]
+
+    def __call__(self, model):
+        return self.backend.l2sp_penalty(
+            model, self.reference, alpha=self.alpha, beta=self.alpha, exclude=list(self.exclude)
+        )
 
 
-def _penalty(backend: ModuleType, model, source, strategy: Strategy):
+def _penalty(backend: ModuleType, model, source, strategy: Strategy) -> Penalty | None:
     if strategy.penalty is None:
         return None
-    cache = _PENALTIES.setdefault(model, {})
-    if strategy not in cache:
-        head = backend.block_names(model)[-1]
-        # Both halves' l2sp_penalty read the source model's current weights (without
-        # gradients), so the source itself is the reference.
-        reference = None if strategy.penalty == "l2" else source
-        a = strategy.alpha
-
-        def penalty(m):
-            return backend.l2sp_penalty(m, reference, alpha=a, beta=a, exclude=[head])
-
-        cache[strategy] = penalty
-    return cache[strategy]
+    # Both halves' l2sp_penalty read the source model's current weights (without
+    # gradients), so the source itself is the reference.
+    reference = None if strategy.penalty == "l2" else source
+    head = backend.block_names(model)[-1]
+    return Penalty(backend, reference, float(strategy.alpha), (head,))
 
 
 def fine_tune(

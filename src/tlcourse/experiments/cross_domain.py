@@ -9,6 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tlcourse.data import Dataset
+from tlcourse.experiments.few_shot import reuse_model
 
 
 def run_cross_domain(
@@ -62,10 +63,11 @@ def run_cross_domain(
     acc = np.zeros((len(seeds), len(train_domains), len(test_domains)))
     runs = [(s, t) for s in range(len(seeds)) for t in range(len(train_domains))]
     names = list(train_domains)
+    kept: dict = {}  # one model per training domain, reset for every seed (see reuse_model)
     for s, t in tqdm(runs, desc=f"{backend.__name__} runs", disable=quiet):
         name = names[t]
         backend.set_seed(int(seeds[s]))
-        model = backend.build_digit_net(width=width)
+        model = reuse_model(backend, kept, name, backend.build_digit_net(width=width))
         X, y = train_domains[name]
         backend.fit(
             model,

@@ -34,6 +34,30 @@ PROBE_RECIPES: dict[int | None, dict[str, float]] = {
 }
 
 
+def reuse_model(backend: ModuleType, kept: dict, key, fresh):
+    """Return a model with ``fresh``'s weights: the one kept under ``key``, else ``fresh``.
+
+    Keras traces a model's training step once per model object and keeps it on the model
+    until the next ``compile`` (seconds on two CPU cores, more than a small run trains).
+    A loop that builds a fresh model for every seed would trace it again each time; this
+    keeps the first model of each ``key`` and copies every later fresh model's weights into
+    it, so :func:`tlcourse.keras.fit` finds the same model with the same settings and
+    reuses the traced step. The weights are exactly ``fresh``'s, so the result is the one a
+    new model would give, in both frameworks.
+
+    Raises
+    ------
+    ValueError
+        If ``fresh`` does not have the same weights (names and shapes) as the kept model.
+    """
+    model = kept.setdefault(key, fresh)
+    if model is not fresh:
+        report = backend.load_matching(model, fresh)
+        if report.missing or report.mismatched or report.unexpected:
+            raise ValueError(f"The fresh model does not match the kept one:\n{report.summary()}")
+    return model
+
+
 def run_few_shot(
     backend: ModuleType,
     make_model: Callable[[], object],
@@ -81,10 +105,11 @@ def run_few_shot(
     if not seeds:
         raise ValueError("seeds must be non-empty.")
     acc = np.zeros(len(seeds))
+    kept: dict = {}
     for i, seed in enumerate(tqdm(seeds, desc=desc or f"k={k_per_class}", disable=quiet)):
         split = make_few_shot_split(y, k_per_class, seed=int(seed), test_per_class=test_per_class)
         backend.set_seed(int(seed))
-        model = make_model()
+        model = reuse_model(backend, kept, None, make_model())
         backend.fit(model, X[split.train], y[split.train], seed=int(seed), quiet=True, **fit_kwargs)
         acc[i] = backend.evaluate(model, X[split.test], y[split.test])["accuracy"]
     return acc

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -131,14 +130,17 @@ def fit(
             schedule,
             steps,
             float(weight_decay),
-            id(penalty) if penalty is not None else None,
+            penalty,  # compared with ==: equal tlcourse.finetune.Penalty values match
         )
-        cached = _COMPILED.get(model)
-        if cached is not None and cached[0] == key and model.optimizer is cached[1]:
-            reset_optimizer(model.optimizer)
+        current = model.optimizer if model.compiled else None
+        if current is not None and getattr(current, "tlcourse_fit_key", None) == key:
+            # Keras keeps the traced step on the model (``model.train_function``) until the
+            # next ``compile``: reuse it, from a freshly reset optimiser.
+            reset_optimizer(current)
         else:
-            _compile(model, make_optimizer(model, lr, schedule, steps, weight_decay), penalty)
-            _COMPILED[model] = (key, model.optimizer, penalty)
+            optimizer = make_optimizer(model, lr, schedule, steps, weight_decay)
+            optimizer.tlcourse_fit_key = key  # what this compile was made for
+            _compile(model, optimizer, penalty)
     if validation_data is not None:
         X_val, y_val = check_images_and_labels(*validation_data)
         validation_data = (to_array(X_val), y_val)
@@ -178,11 +180,6 @@ def fit(
         for k in keys
         if k in result.history or k in earlier
     }
-
-
-# Models compiled by ``fit``: model -> (key, optimizer, penalty). Weak keys, so that the
-# cache never keeps a model alive; kept outside the model because Keras tracks attributes.
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _compile(model, optimizer, penalty):
