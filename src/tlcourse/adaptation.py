@@ -1,10 +1,10 @@
-"""Unsupervised domain adaptation: the parts that need only NumPy, and the experiment loop.
+"""Unsupervised domain adaptation: the parts that need only NumPy.
 
-The framework halves (:mod:`tlcourse.torch.adaptation`, :mod:`tlcourse.keras.adaptation`)
+The framework halves (``tlcourse.torch.adaptation``, ``tlcourse.keras.adaptation``)
 train a network on labelled source images and *unlabelled* target images with one of the
 :data:`METHODS`. This module holds what they share: the method names and default loss
-weights, DANN's schedule for the reversal strength, closed-form CORAL on fixed features, and
-and :func:`tlcourse.experiments.run_adaptation`, the experiment loop, is one level up.
+weights, DANN's schedule for the reversal strength, and closed-form CORAL on fixed
+features. The experiment loop, :func:`tlcourse.experiments.run_adaptation`, is one level up.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import numpy as np
 
 from tlcourse.checks import check_images_and_labels, check_non_negative, check_positive_ints
 
-# What each method adds to the cross-entropy on labelled source images.
+#: What each method adds to the cross-entropy on labelled source images.
 METHODS = ("source_only", "coral", "mmd", "dann", "self_training")
-# Default weight of the added loss, chosen on the synthetic -> MNIST task in the domain
-# adaptation chapter. Deep CORAL's loss is divided by 4 d^2 (d = 64 features), so it needs
-# a large weight to matter.
+#: Default weight of the added loss, chosen on the synthetic -> MNIST task in the domain
+#: adaptation chapter. Deep CORAL's loss is divided by 4 d^2 (d = 64 features), so it needs
+#: a large weight to matter.
 DEFAULT_WEIGHTS = {"coral": 30.0, "mmd": 1.0, "dann": 1.0, "self_training": 1.0}
 
 

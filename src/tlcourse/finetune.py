@@ -2,7 +2,7 @@
 
 A *block* is a top-level child of a model: ``block1`` ... ``head`` for the course's digit
 net, ``conv1`` ... ``fc`` for a torchvision ResNet, the top-level layers of a Keras model.
-:mod:`tlcourse.torch.finetune` and :mod:`tlcourse.keras.finetune` use these helpers so that
+``tlcourse.torch.finetune`` and ``tlcourse.keras.finetune`` use these helpers so that
 both frameworks accept and reject exactly the same requests.
 """
 

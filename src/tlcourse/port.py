@@ -161,7 +161,7 @@ def port_to_torch(keras_model, torch_model) -> None:
 
     Taught in :ref:`ch-pretraining`.
 
-    The reverse of :func:`port_to_keras`, with the same requirements and errors.
+    The reverse of :func:`tlcourse.port.port_to_keras`, with the same requirements and errors.
     """
     import torch
 

@@ -45,10 +45,10 @@ class SourceRecipe:
         """Where the weights of this recipe are cached, as ``digit_net_{tag}_{hash}{suffix}``.
 
         Each half names its own file (``tag="torch", suffix=".pt"`` in
-        :mod:`tlcourse.torch.source`, ``"keras", ".weights.h5"`` in
-        :mod:`tlcourse.keras.source`). The name hashes the recipe and the package source
-        (:func:`source_fingerprint`), so weights trained by older code are never loaded:
-        they are trained again.
+        ``tlcourse.torch.source``, ``"keras", ".weights.h5"`` in
+        ``tlcourse.keras.source``). The name hashes the recipe and the package source
+        (:func:`tlcourse.data.source_fingerprint`), so weights trained by older code are never
+        loaded: they are trained again.
         """
         key = json.dumps({**asdict(self), "code": source_fingerprint()}, sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:12]

@@ -18,7 +18,12 @@ module                 chapter
 
 from tlcourse.experiments.adaptation import run_adaptation
 from tlcourse.experiments.cross_domain import run_cross_domain
-from tlcourse.experiments.few_shot import PROBE_RECIPES, SCRATCH_RECIPES, run_few_shot
+from tlcourse.experiments.few_shot import (
+    PROBE_RECIPES,
+    SCRATCH_RECIPES,
+    reuse_model,
+    run_few_shot,
+)
 from tlcourse.experiments.fine_tuning import (
     TRANSFER_VARIANTS,
     run_strategies,
@@ -39,6 +44,7 @@ __all__ = [
     "TRANSFER_VARIANTS",
     "format_mean_std",
     "make_arm_sets",
+    "reuse_model",
     "run_adaptation",
     "run_cross_domain",
     "run_few_shot",

@@ -12,6 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tlcourse.adaptation import check_method
+from tlcourse.experiments.few_shot import reuse_model
 
 
 def run_adaptation(
@@ -29,7 +30,7 @@ def run_adaptation(
 ) -> np.ndarray:
     """Adapt a fresh copy of a model with each method and seed; score it on target test data.
 
-    Besides :data:`METHODS`, two reference rows are understood:
+    Besides :data:`tlcourse.adaptation.METHODS`, two reference rows are understood:
 
     - ``"adabn"``: the ``source_only`` run, then BatchNorm statistics re-estimated on the
       unlabelled target images (Li et al., 2018) -- no extra training;
@@ -41,7 +42,9 @@ def run_adaptation(
     backend : module
         :mod:`tlcourse.torch` or :mod:`tlcourse.keras`.
     make_model : callable
-        Returns a new model to adapt (e.g. a clone of the pretrained source model).
+        Returns a new model to adapt (e.g. a clone of the pretrained source model). Its
+        weights are copied into one model object per method, which every seed reuses
+        (:func:`~tlcourse.experiments.reuse_model`: Keras keeps its traced step).
     source : (X, y)
         Labelled source images.
     target_train : (X, y)
@@ -73,6 +76,7 @@ def run_adaptation(
     acc = np.zeros((len(seeds), len(methods)))
     runs = [(i, j) for i in range(len(seeds)) for j in range(len(methods))]
     source_only: dict[int, object] = {}  # per seed, for "adabn" to start from
+    kept: dict = {}  # one model per method, reset for every seed (see reuse_model)
     for i, j in tqdm(runs, desc=f"{backend.__name__} adaptation runs", disable=quiet):
         seed, method = int(seeds[i]), methods[j]
         backend.set_seed(seed)
@@ -80,7 +84,7 @@ def run_adaptation(
         if method == "adabn" and seed in source_only:
             model = backend.clone_model(source_only[seed])
         else:
-            model = make_model()
+            model = reuse_model(backend, kept, method, make_model())
             train_as = "source_only" if method in extra else method
             if method == "target_supervised":
                 # The target's labelled images play the source; nothing to align.

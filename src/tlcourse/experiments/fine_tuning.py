@@ -48,7 +48,7 @@ def run_strategies(
     extra_test_sets : mapping of str to (X, y), optional
         More test sets, e.g. the source domain's, to measure forgetting.
     augment_copies : int, default 0
-        Random affine copies per labelled image (:func:`tlcourse.data.augment_digits`).
+        Random affine copies per labelled image (:func:`tlcourse.augment.augment_digits`).
     test_per_class : int, default 100
     quiet : bool, default False
         Hide the progress bar.
@@ -119,7 +119,7 @@ def run_transferability(
         baseB's accuracy, shape ``(len(seeds),)``.
     transfer : np.ndarray
         Shape ``(len(seeds), n_blocks, 4)``; the last axis follows
-        :data:`TRANSFER_VARIANTS` (``BnB``, ``BnB+``, ``AnB``, ``AnB+``).
+        ``TRANSFER_VARIANTS`` (``BnB``, ``BnB+``, ``AnB``, ``AnB+``).
     """
     if set(classes_a) & set(classes_b):
         raise ValueError("classes_a and classes_b must not overlap.")

@@ -70,7 +70,7 @@ def make_arm_sets(
     generated: tuple[np.ndarray, np.ndarray] | None = None,
     extra_real: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The training sets of the arms in :data:`ARMS`, each ``(1 + copies) * len(X_real)``.
+    """The training sets of the arms in ``ARMS``, each ``(1 + copies) * len(X_real)``.
 
     Parameters
     ----------
@@ -90,7 +90,7 @@ def make_arm_sets(
     Returns
     -------
     dict of str to (X, y)
-        In the order of :data:`ARMS`.
+        In the order of ``ARMS``.
     """
     check_positive_ints(copies=copies)
     if copies % 2:
@@ -156,7 +156,7 @@ def run_gan_augmentation(
     test_per_class: int = 100,
     quiet: bool = False,
 ) -> dict[str, object]:
-    """Run every arm of :data:`ARMS` for each seed; see the module's docstring.
+    """Run every arm of ``ARMS`` for each seed; see the module's docstring.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Unsupervised domain adaptation in Keras 3 (twin: :mod:`tlcourse.torch.adaptation`).
+"""Unsupervised domain adaptation in Keras 3 (twin: ``tlcourse.torch.adaptation``).
 
 The same four alignment losses and the same loop as the PyTorch twin, written as a
 ``tf.function`` training step with ``tf.GradientTape``. Tracing a step costs seconds, so it
@@ -28,7 +28,7 @@ def coral_loss(source, target):
     """Deep CORAL loss, ``||C_s - C_t||_F^2 / (4 d^2)``; same as
 
     Taught in :ref:`ch-domain-adaptation`.
-    :func:`tlcourse.torch.adaptation.coral_loss`."""
+    :func:`tlcourse.torch.coral_loss`."""
     source, target = _check_pair(source, target)
     d = tf.cast(tf.shape(source)[1], source.dtype)
     diff = _cov(source) - _cov(target)
@@ -42,7 +42,7 @@ def _cov(x):
 
 
 def mmd_loss(source, target, *, bandwidths=None, multipliers=(0.25, 0.5, 1.0, 2.0, 4.0)):
-    """Multi-kernel squared MMD; same as :func:`tlcourse.torch.adaptation.mmd_loss`.
+    """Multi-kernel squared MMD; same as :func:`tlcourse.torch.mmd_loss`.
 
     Taught in :ref:`ch-domain-adaptation`.
     """
@@ -84,7 +84,7 @@ def build_domain_head(in_features: int, hidden: int = 64) -> keras.Sequential:
 
     Taught in :ref:`ch-domain-adaptation`.
 
-    The twin of :func:`tlcourse.torch.adaptation.build_domain_head`; set
+    The twin of :func:`tlcourse.torch.build_domain_head`; set
     ``head.layers[0].lambda_`` to change the reversal strength.
     """
     check_positive_ints(in_features=in_features, hidden=hidden)
@@ -199,7 +199,7 @@ def adapt(
 
     Taught in :ref:`ch-domain-adaptation`.
 
-    Same arguments, defaults and result as :func:`tlcourse.torch.adaptation.adapt`. The
+    Same arguments, defaults and result as :func:`tlcourse.torch.adapt`. The
     model must be a chain of layers whose last one is the classifier head (as the digit
     net is); the features are the output of the layer before it.
     """
@@ -247,7 +247,7 @@ def adapt_batchnorm(model: keras.Model, X_target, *, batch_size: int = 500) -> k
 
     Taught in :ref:`ch-domain-adaptation`.
 
-    Same as :func:`tlcourse.torch.adaptation.adapt_batchnorm`: the moving statistics become
+    Same as :func:`tlcourse.torch.adapt_batchnorm`: the moving statistics become
     averages over ``X_target`` (each batch weighted by its size); no weight changes.
     """
     X_target, _ = check_images_and_labels(X_target)

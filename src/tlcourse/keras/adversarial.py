@@ -1,6 +1,6 @@
 """The gradient-reversal layer of domain-adversarial training, in Keras 3 on TensorFlow.
 
-Twin of :mod:`tlcourse.torch.adversarial`: identity on the way forward, gradient times
+Twin of ``tlcourse.torch.adversarial``: identity on the way forward, gradient times
 ``-lambda`` on the way back (Ganin & Lempitsky, 2015).
 """
 

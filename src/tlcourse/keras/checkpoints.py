@@ -2,7 +2,7 @@
 
 Whole models go to ``.keras`` files (architecture + weights, loaded with ``safe_mode``
 on), checkpoints (weights, optionally optimiser state and metadata) to ``.weights.h5``.
-The twin is :mod:`tlcourse.torch.checkpoints`; both halves' functions take the same
+The twin is ``tlcourse.torch.checkpoints``; both halves' functions take the same
 arguments and return the same things. Partial restores match weights by their *path*
 (``block1/conv/kernel``), the modern form of Caffe's copy-by-layer-name.
 """

@@ -1,4 +1,4 @@
-"""Data-parallel fine-tuning with ``tf.distribute`` (twin: :mod:`tlcourse.torch.distributed`).
+"""Data-parallel fine-tuning with ``tf.distribute`` (twin: ``tlcourse.torch.distributed``).
 
 A :class:`tf.distribute.MirroredStrategy` keeps one replica of the model per device and
 splits every global batch between them; the gradients are summed across replicas before

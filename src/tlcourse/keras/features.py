@@ -1,4 +1,4 @@
-"""Frozen networks as feature extractors, in Keras (twin: :mod:`tlcourse.torch.features`)."""
+"""Frozen networks as feature extractors, in Keras (twin: ``tlcourse.torch.features``)."""
 
 from __future__ import annotations
 

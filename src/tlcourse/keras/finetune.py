@@ -1,4 +1,4 @@
-"""Freezing, per-block learning rates and L2-SP in Keras 3 (twin: :mod:`tlcourse.torch.finetune`).
+"""Freezing, per-block learning rates and L2-SP in Keras 3 (twin: ``tlcourse.torch.finetune``).
 
 A *block* is a top-level layer of the model (``model.layers`` without the input layer):
 ``block1`` ... ``head`` for the digit net, ``Conv1`` ... ``out_relu`` for MobileNetV2.

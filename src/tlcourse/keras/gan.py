@@ -1,4 +1,4 @@
-"""A small class-conditional DCGAN for 28x28 digits, in Keras 3 (twin: :mod:`tlcourse.torch.gan`).
+"""A small class-conditional DCGAN for 28x28 digits, in Keras 3 (twin: ``tlcourse.torch.gan``).
 
 Same architecture, parameter count and losses as the PyTorch twin; training is a custom
 ``tf.function`` step (two optimisers, the discriminator first), as in the keras.io GAN

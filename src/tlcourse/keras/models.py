@@ -1,4 +1,4 @@
-"""The course's digit network in Keras 3 (its twin is :mod:`tlcourse.torch.models`)."""
+"""The course's digit network in Keras 3 (its twin is ``tlcourse.torch.models``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def to_array(X) -> np.ndarray:
     """Return images as a float32 array in Keras' ``(N, H, W, C)`` layout.
 
     ``(N, H, W)`` input gains a channel axis; 4-D input is taken as ``(N, H, W, C)``.
-    The PyTorch twin is :func:`tlcourse.torch.models.to_tensor`.
+    The PyTorch twin is :func:`tlcourse.torch.to_tensor`.
     """
     X = np.asarray(X, np.float32)
     return X[..., None] if X.ndim == 3 else X

@@ -3,7 +3,7 @@
 Every Keras training loop of the course (:func:`tlcourse.keras.fit`, the GAN, domain
 adaptation and distributed loops) builds or resets its optimiser here. Keras has no
 parameter groups, so per-block rates are applied by :class:`BlockwiseAdamW`. The twin is
-:mod:`tlcourse.torch.optim`.
+``tlcourse.torch.optim``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Seeding, training and evaluation in Keras 3 (twin: :mod:`tlcourse.torch.training`)."""
+"""Seeding, training and evaluation in Keras 3 (twin: ``tlcourse.torch.training``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unsupervised domain adaptation in PyTorch (twin: :mod:`tlcourse.keras.adaptation`).
+"""Unsupervised domain adaptation in PyTorch (twin: ``tlcourse.keras.adaptation``).
 
 :func:`adapt` trains a classifier on labelled source images and unlabelled target images.
 Every step draws one source batch and one target batch, passes both through the network
@@ -165,7 +165,8 @@ def adapt(
         ``batch_size`` source and ``batch_size`` target images.
     weight : float, optional
         Weight of the added loss; default :data:`tlcourse.adaptation.DEFAULT_WEIGHTS`.
-        For DANN it scales the reversed gradient, which also follows :func:`dann_lambda`.
+        For DANN it scales the reversed gradient, which also follows
+        :func:`tlcourse.adaptation.dann_lambda`.
     threshold : float, default 0.9
         Confidence a target prediction needs to count as a pseudo-label (self-training).
     seed : int, default 0

@@ -1,6 +1,6 @@
 """The gradient-reversal layer of domain-adversarial training, in PyTorch.
 
-Twin: :mod:`tlcourse.keras.adversarial`. Ganin & Lempitsky (2015) add a *domain
+Twin: ``tlcourse.keras.adversarial``. Ganin & Lempitsky (2015) add a *domain
 classifier* as an extra head on a network's features and put this layer between the two:
 on the way forward it changes nothing, on the way back it multiplies the gradient by
 ``-lambda``. One backward pass then trains the domain head to tell source from target and,

@@ -2,7 +2,7 @@
 
 Checkpoints are plain ``state_dict`` tensors saved with :func:`torch.save` and read with
 ``torch.load(..., weights_only=True)``, which refuses to unpickle arbitrary objects and so
-is safe for files from elsewhere. The twin is :mod:`tlcourse.keras.checkpoints`; both
+is safe for files from elsewhere. The twin is ``tlcourse.keras.checkpoints``; both
 halves' functions take the same arguments and return the same things.
 """
 

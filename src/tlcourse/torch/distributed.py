@@ -1,6 +1,6 @@
 """Data-parallel fine-tuning with DistributedDataParallel, launched by ``torchrun``.
 
-Twin: :mod:`tlcourse.keras.distributed` (``tf.distribute``). Run it as a script::
+Twin: ``tlcourse.keras.distributed`` (``tf.distribute``). Run it as a script::
 
     torchrun --standalone --nproc_per_node=2 -m tlcourse.torch.distributed \\
         --init source.pt --out runs/ddp --epochs 2 --global-batch-size 64

@@ -1,4 +1,4 @@
-"""Frozen networks as feature extractors, in PyTorch (twin: :mod:`tlcourse.keras.features`)."""
+"""Frozen networks as feature extractors, in PyTorch (twin: ``tlcourse.keras.features``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Freezing, per-block learning rates and L2-SP in PyTorch (twin: :mod:`tlcourse.keras.finetune`).
+"""Freezing, per-block learning rates and L2-SP in PyTorch (twin: ``tlcourse.keras.finetune``).
 
 A *block* is a top-level child of the model (``model.named_children()``): ``block1`` ...
 ``head`` for the digit net, ``conv1`` ... ``layer4``, ``fc`` for a torchvision ResNet.

@@ -1,4 +1,4 @@
-"""A small class-conditional DCGAN for 28x28 digits, in PyTorch (twin: :mod:`tlcourse.keras.gan`).
+"""A small class-conditional DCGAN for 28x28 digits, in PyTorch (twin: ``tlcourse.keras.gan``).
 
 The generator maps a latent vector and a class label to an image in ``[0, 1]``; the
 discriminator maps an image and a label to one logit (real or generated). Both are given
@@ -92,7 +92,7 @@ def build_generator(latent_dim: int = 32, num_classes: int = 10, width: int = 16
 
 
 def build_discriminator(num_classes: int = 10, width: int = 16) -> Discriminator:
-    """The conditional DCGAN discriminator; see :class:`Discriminator`.
+    """The conditional DCGAN discriminator; see ``Discriminator``.
 
     Taught in :ref:`ch-gan-augmentation`.
     """

@@ -1,4 +1,4 @@
-"""The course's digit network in PyTorch (its twin is :mod:`tlcourse.keras.models`)."""
+"""The course's digit network in PyTorch (its twin is ``tlcourse.keras.models``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def to_tensor(X, device: torch.device | str | None = None) -> torch.Tensor:
 
     ``(N, H, W)`` input gains a channel axis; 4-D input is taken as ``(N, C, H, W)``.
     The tensor is put on ``device`` (default: the CPU). The Keras twin is
-    :func:`tlcourse.keras.models.to_array`.
+    :func:`tlcourse.keras.to_array`.
     """
     X = torch.as_tensor(X, dtype=torch.float32, device=device)
     return X.unsqueeze(1) if X.ndim == 3 else X

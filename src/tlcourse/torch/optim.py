@@ -3,7 +3,7 @@
 Every PyTorch training loop of the course (:func:`tlcourse.torch.fit`,
 :func:`tlcourse.torch.adapt`, :func:`tlcourse.torch.distributed.fit_distributed`) builds
 its optimiser here, so they all decay the learning rate the same way. The twin is
-:mod:`tlcourse.keras.optim`.
+``tlcourse.keras.optim``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Seeding, training and evaluation in PyTorch (twin: :mod:`tlcourse.keras.training`)."""
+"""Seeding, training and evaluation in PyTorch (twin: ``tlcourse.keras.training``)."""
 
 from __future__ import annotations
 
