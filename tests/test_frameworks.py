@@ -154,3 +154,20 @@ def test_clone_model_copies_weights_and_is_independent(backend, tiny_digits):
     backend.fit(clone, X[:64], y[:64], num_epochs=1, quiet=True)
     np.testing.assert_array_equal(backend.predict(model, X[:16]), before)
     assert not np.array_equal(backend.predict(clone, X[:16]), before)
+
+
+def test_keras_clone_of_a_model_trained_with_per_block_rates(tiny_digits):
+    """clone_model copies architecture and weights only: a model compiled with
+    BlockwiseAdamW (which cannot be serialised) clones, and the clone trains on its own."""
+    import tlcourse.keras as tk
+
+    (X, y), _ = tiny_digits
+    model = tk.build_digit_net(width=4)
+    rates = {"block1": 1e-3, "block2": 1e-3, "block3": 3e-3, "head": 1e-2}
+    tk.fit(model, X[:64], y[:64], num_epochs=1, lr=rates, quiet=True)
+    assert model.compiled and isinstance(model.optimizer, tk.BlockwiseAdamW)
+    clone = tk.clone_model(model)
+    assert model.compiled and not clone.compiled
+    np.testing.assert_array_equal(tk.predict(clone, X[:16]), tk.predict(model, X[:16]))
+    tk.fit(clone, X[:64], y[:64], num_epochs=1, lr=rates, quiet=True)
+    assert not np.array_equal(tk.predict(clone, X[:16]), tk.predict(model, X[:16]))

@@ -170,7 +170,8 @@ def clone_model(model: keras.Model) -> keras.Model:
 
     ``keras.models.clone_model`` copies the architecture with fresh weights; this also
     copies the weights (BatchNorm statistics included) and the attributes that the
-    course's builders set (``latent_dim``, ``num_classes``, ``width``).
+    course's builders set (``latent_dim``, ``num_classes``, ``width``). The clone is not
+    compiled, whatever the model was compiled with.
 
     Parameters
     ----------
@@ -180,7 +181,16 @@ def clone_model(model: keras.Model) -> keras.Model:
     -------
     keras.Model
     """
-    clone = keras.models.clone_model(model)
+    # keras.models.clone_model also re-compiles the clone from the model's compile config,
+    # which fails for an optimiser that cannot be serialised (BlockwiseAdamW holds its
+    # variable groups). The copy needs only architecture and weights (fit compiles anyway),
+    # so the model is cloned as if it were not compiled.
+    compiled = getattr(model, "compiled", False)
+    model.compiled = False
+    try:
+        clone = keras.models.clone_model(model)
+    finally:
+        model.compiled = compiled
     clone.set_weights(model.get_weights())
     # Plain attributes that the course's builders attach (a generator's ``latent_dim``, ...)
     # are not part of a Keras config; carry them over so the clone works where the model did.
