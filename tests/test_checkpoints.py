@@ -180,6 +180,7 @@ def test_keras_load_matching_by_layer_path(tmp_path):
         tk.load_matching(target, {"x/kernel": np.zeros(3)})
 
 
+@pytest.mark.slow
 def test_keras_partial_restore_on_mobilenetv2():
     import keras
 
@@ -288,6 +289,7 @@ def test_keras_load_matching_reads_a_plain_save_weights_file(tmp_path):
 # --- porting between frameworks ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_port_digit_net_both_ways(tiny_digits):
     (X, y), _ = tiny_digits
     tt.set_seed(0)
@@ -361,6 +363,7 @@ def _interrupt_after_second_epoch(epoch, logs):
         raise Interrupt
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("backend", "checkpoint"), [(tt, "run.pt"), (tk, "backup")], ids=["torch", "keras"]
 )
@@ -387,6 +390,7 @@ def test_resume_matches_an_uninterrupted_run(backend, checkpoint, tmp_path, tiny
     np.testing.assert_allclose(backend.predict(resumed, X), backend.predict(straight, X), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_torch_resume_is_bitwise_and_refuses_another_plan(tmp_path, tiny_digits):
     (X, y), _ = tiny_digits
     tt.set_seed(0)

@@ -49,6 +49,7 @@ def test_cache_dir_follows_environment(private_cache):
     assert private_cache.is_dir()
 
 
+@pytest.mark.slow
 def test_twenty_thousand_synthetic_digits_in_under_15_seconds():
     start = time.perf_counter()
     X, _ = data.make_synthetic_digits(20_000, seed=123, use_cache=False)
@@ -78,6 +79,7 @@ def test_synthetic_digits_reject_bad_seed(seed):
         data.make_synthetic_digits(10, seed=seed, use_cache=False)
 
 
+@pytest.mark.slow
 def test_mnist_subset():
     X, y = data.load_mnist_subset()
     assert X.shape == (5000, 28, 28) and X.dtype == np.float32

@@ -74,6 +74,7 @@ def test_torch_resnet18_features_are_flattened():
     assert tt.extract_features(model, X, layer="layer3").shape == (3, 256 * 4 * 4)
 
 
+@pytest.mark.slow
 def test_keras_mobilenetv2_features():
     import keras
 
@@ -83,6 +84,7 @@ def test_keras_mobilenetv2_features():
     assert "block_16_project_BN" in tk.feature_layers(base)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", [tt, tk], ids=["torch", "keras"])
 def test_linear_probe_learns_separable_features(backend):
     rng = np.random.default_rng(0)

@@ -39,6 +39,7 @@ def test_total_weights_match_including_batchnorm_statistics():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_few_epochs_lower_the_loss(backend, tiny_digits):
     (X, y), (X_test, y_test) = tiny_digits
@@ -63,6 +64,7 @@ def test_a_few_epochs_lower_the_loss(backend, tiny_digits):
     assert history["accuracy"][-1] > 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_training_repeats_exactly_with_the_same_seed(backend, tiny_digits):
     (X, y), _ = tiny_digits
@@ -129,6 +131,7 @@ def test_fully_frozen_models_are_refused(tiny_digits):
         tk.fit(keras_model, X[:8], y[:8], quiet=True)
 
 
+@pytest.mark.slow
 def test_both_frameworks_reach_similar_accuracy(tiny_digits):
     """Same data, same recipe: the two halves should learn equally well."""
     (X, y), (X_test, y_test) = tiny_digits
@@ -142,6 +145,7 @@ def test_both_frameworks_reach_similar_accuracy(tiny_digits):
     assert abs(accs["tlcourse.torch"] - accs["tlcourse.keras"]) < 0.2, accs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_clone_model_copies_weights_and_is_independent(backend, tiny_digits):
     (X, y), _ = tiny_digits

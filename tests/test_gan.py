@@ -55,6 +55,7 @@ def test_discriminator_gives_one_logit_per_image(backend):
     assert out.shape == (5,)
 
 
+@pytest.mark.slow
 @BACKENDS
 def test_gan_learns_a_trivially_conditional_data_set(backend):
     # Class 0 is dark, class 1 is bright: a conditional generator must learn which is which.
@@ -95,6 +96,7 @@ def _tiny_data(n):
     return rng.random((n, 28, 28), dtype=np.float32), np.arange(n) % 2
 
 
+@pytest.mark.slow
 def test_torch_train_gan_drops_the_last_incomplete_batch():
     batches = []
     tt.set_seed(0)
@@ -114,6 +116,7 @@ def test_torch_train_gan_drops_the_last_incomplete_batch():
         assert batches == 2 * expected
 
 
+@pytest.mark.slow
 def test_keras_train_gan_drops_the_last_batch_and_reuses_its_traced_step():
     tk.set_seed(0)
     generator = tk.build_generator(latent_dim=4, num_classes=2, width=2)

@@ -109,25 +109,6 @@ def test_importing_tlcourse_does_not_import_a_framework():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_the_slow_tests_listed_in_conftest_exist():
-    """A renamed test would silently leave the list and slow down the quick loop."""
-    import ast
-
-    from conftest import SLOW_TESTS
-
-    for file, names in SLOW_TESTS.items():
-        source = (ROOT / "tests" / file).read_text()
-        tests = {
-            node.name
-            for node in ast.parse(source).body
-            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
-        }
-        for name in names:
-            function, _, case = name.partition("[")
-            assert function in tests, f"{file}: no {function}"
-            assert not case or f'"{case.rstrip("]")}"' in source, f"{file}: no case {name}"
-
-
 def test_make_unit_runs_the_slow_tests_too():
     makefile = (ROOT / "Makefile").read_text()
     unit = re.search(r"^unit: .*\n((?:\t.*\n)+)", makefile, re.M).group(1)

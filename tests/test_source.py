@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 import tlcourse.keras as tk
@@ -8,6 +9,7 @@ from tlcourse.source import SourceRecipe
 TINY = SourceRecipe(num_train=200, width=4, num_epochs=1, batch_size=50)
 
 
+@pytest.mark.slow
 def test_source_model_is_cached_and_deterministic(private_cache):
     model = tt.get_source_model(TINY, quiet=True)
     assert TINY.cache_path("torch", ".pt").exists()
@@ -21,6 +23,7 @@ def test_source_model_is_cached_and_deterministic(private_cache):
     assert not model.training
 
 
+@pytest.mark.slow
 def test_keras_source_model_is_cached_and_deterministic():
     model = tk.get_source_model(TINY, quiet=True)
     cached, history = tk.get_source_model(TINY, with_history=True)
