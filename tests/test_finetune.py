@@ -365,9 +365,7 @@ def test_gradual_unfreezing_trains_one_more_block_per_stage(backend, tiny_digits
     with pytest.raises(ValueError, match="Valid blocks are"):
         backend.fit_gradual_unfreezing(model, X, y, stages=["fc"], quiet=True)
     if backend is tk:  # a second call reuses each stage's compiled step
-        from tlcourse.keras.finetune import _STAGE_VIEWS
-
-        views = dict(_STAGE_VIEWS[model])
+        views = dict(model._tlcourse_stage_views)
         functions = {stage: view.train_function for stage, view in views.items()}
         backend.fit_gradual_unfreezing(
             model, X, y, stages=["head", "block3"], epochs_per_stage=1, quiet=True

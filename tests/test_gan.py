@@ -123,14 +123,16 @@ def test_keras_train_gan_drops_the_last_batch_and_reuses_its_traced_step():
     discriminator = tk.build_discriminator(num_classes=2, width=2)
     X, y = _tiny_data(100)
     tk.train_gan(generator, discriminator, X, y, num_epochs=2, batch_size=32, quiet=True)
-    _, _, step, opt_g, opt_d = tk.gan._COMPILED[generator]
+    gan = generator._tlcourse_gan
+    assert isinstance(gan, tk.ConditionalGAN) and gan.discriminator is discriminator
+    opt_d, opt_g, step = gan.d_optimizer, gan.g_optimizer, gan.train_function
     assert int(opt_d.iterations) == int(opt_g.iterations) == 2 * 3  # 100 // 32 steps an epoch
-    traces = step.experimental_get_tracing_count()
+    # The kept ConditionalGAN is not part of the generator: it clones without it.
+    assert not hasattr(tk.clone_model(generator), "_tlcourse_gan")
     tk.train_gan(generator, discriminator, X, y, num_epochs=1, batch_size=32, quiet=True)
-    assert tk.gan._COMPILED[generator][2] is step
-    assert step.experimental_get_tracing_count() == traces  # no re-tracing
+    assert generator._tlcourse_gan is gan and gan.train_function is step  # no re-tracing
     assert int(opt_d.iterations) == 3  # the optimisers' state was reset
     tk.train_gan(generator, discriminator, X[:20], y[:20], num_epochs=2, quiet=True)
     assert int(opt_d.iterations) == 2  # fewer images than batch_size: one step an epoch
     tk.train_gan(generator, discriminator, X, y, num_epochs=1, lr=1e-3, quiet=True)
-    assert tk.gan._COMPILED[generator][2] is not step  # another rate: a new step
+    assert generator._tlcourse_gan is not gan  # another rate: another ConditionalGAN

@@ -31,6 +31,11 @@ ONLY_IN = {
         "param_groups directly",
         "port_to_torch": "ports weights towards the other framework; its mirror is "
         "tlcourse.torch.port_to_keras",
+        "ConditionalGAN": "the Keras idiom for custom training (a keras.Model with its own "
+        "train_step, driven by fit); train_gan, the shared entry point, uses it, and the "
+        "PyTorch twin of train_gan writes the same step as a plain loop",
+        "DomainAdapter": "the same Keras idiom for adapt: a keras.Model with the adaptation "
+        "train_step, driven by fit; the PyTorch twin of adapt is a plain loop",
     },
 }
 

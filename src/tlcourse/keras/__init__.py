@@ -12,6 +12,7 @@ from tlcourse.frameworks import load_triton_before_tensorflow  # noqa: E402
 load_triton_before_tensorflow()
 
 from tlcourse.keras.adaptation import (  # noqa: E402
+    DomainAdapter,
     adapt,
     adapt_batchnorm,
     build_domain_head,
@@ -36,6 +37,7 @@ from tlcourse.keras.finetune import (  # noqa: E402
     unfreeze,
 )
 from tlcourse.keras.gan import (  # noqa: E402
+    ConditionalGAN,
     build_discriminator,
     build_generator,
     generate,
@@ -63,6 +65,8 @@ __all__ = [
     "reverse_gradient",
     "build_discriminator",
     "build_generator",
+    "ConditionalGAN",
+    "DomainAdapter",
     "generate",
     "generate_labelled",
     "train_gan",

@@ -1,27 +1,26 @@
 """Unsupervised domain adaptation in Keras 3 (twin: ``tlcourse.torch.adaptation``).
 
-The same four alignment losses and the same loop as the PyTorch twin, written as a
-``tf.function`` training step with ``tf.GradientTape``. Tracing a step costs seconds, so it
-is cached per model and method: adapting the same model object again (after resetting its
-weights, e.g. once per seed) reuses it, with the optimiser's state reset and DANN's domain
-head re-initialised.
+The same four alignment losses and the same schedule as the PyTorch twin, trained the Keras
+way: :class:`DomainAdapter` is a ``keras.Model`` that holds the classifier (and DANN's
+domain head) and overrides ``train_step``; :func:`adapt` compiles one and drives it with
+``fit``. ``fit`` traces the step once per adapter (seconds on two CPU cores), so the last
+adapter of each method is kept on the classifier and reused when the same model object is
+adapted again (after resetting its weights, e.g. once per seed), with the optimiser's state
+reset and DANN's domain head re-initialised.
 """
 
 from __future__ import annotations
-
-import weakref
 
 import keras
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from tlcourse.adaptation import batch_indices, check_adapt_inputs, dann_lambda
+from tlcourse.adaptation import batch_indices, check_adapt_inputs
 from tlcourse.checks import check_images_and_labels, check_positive_ints
 from tlcourse.keras.adversarial import GradientReversal
 from tlcourse.keras.models import num_outputs, to_array
 from tlcourse.keras.optim import reset_optimizer
-from tlcourse.schedules import cosine_factor
 
 
 def coral_loss(source, target):
@@ -106,30 +105,88 @@ def _chain(model: keras.Model) -> list:
     return chain
 
 
-def _make_step(model, method, optimizer, domain_head):
-    ref = weakref.ref(model)
-    xent = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+class DomainAdapter(keras.Model):
+    """A classifier trained by ``fit`` on labelled source and unlabelled target batches.
 
-    @tf.function(reduce_retracing=True)
-    def step(x_s, y_s, x_t, weight, threshold):
-        model = ref()
-        chain = _chain(model)
-        variables = list(model.trainable_variables)
-        if domain_head is not None:
-            variables += domain_head.trainable_variables
+    Taught in :ref:`ch-domain-adaptation`.
+
+    ``fit`` takes batches ``(x_source, y_source, x_target)``. Each ``train_step`` adds to
+    the cross-entropy on the source batch ``weight`` times the alignment loss of
+    ``method`` between the two batches' features (the output of the layer before the
+    head), exactly as :func:`tlcourse.torch.adapt` does. The learning rate follows the
+    cosine schedule from ``lr`` to 0 over ``num_steps`` and, for DANN, the reversal
+    strength follows :func:`tlcourse.adaptation.dann_lambda`; both are computed in the step
+    from the optimiser's step counter. The run's settings are variables (set them with
+    :meth:`configure`), so that one traced step serves every run. Each step returns
+    ``loss`` (the task loss), ``align`` and ``pseudo_fraction`` (self-training's share of
+    confident target predictions). :func:`adapt` builds one and feeds it.
+
+    Parameters
+    ----------
+    classifier : keras.Model
+        A chain of layers whose last one is the classifier head (as the digit net is).
+    method : str
+        One of :data:`tlcourse.adaptation.METHODS`.
+    """
+
+    def __init__(self, classifier: keras.Model, method: str, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier, self.method = classifier, method
+        width = int(_chain(classifier)[-1].kernel.shape[0])
+        self.domain_head = build_domain_head(width) if method == "dann" else None
+        self.xent = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.bce = keras.losses.BinaryCrossentropy(from_logits=True)
+        defaults = {"weight": 1.0, "threshold": 0.9, "lr": 1e-3, "num_steps": 1.0}
+        self.settings = {
+            name: self.add_weight(
+                shape=(),
+                initializer=keras.initializers.Constant(value),
+                dtype="float64",  # schedules in double precision, as the twin computes them
+                trainable=False,
+                name=name,
+            )
+            for name, value in defaults.items()
+        }
+        self.built = True  # its parts are built models
+
+    def configure(self, *, weight: float, threshold: float, lr: float, num_steps: int):
+        """Set the next run's loss weight, confidence threshold, initial rate and length."""
+        values = {"weight": weight, "threshold": threshold, "lr": lr, "num_steps": num_steps}
+        for name, value in values.items():
+            self.settings[name].assign(float(value))
+
+    def train_step(self, data):
+        x_s, y_s, x_t = data
+        settings = self.settings
+        step = tf.cast(self.optimizer.iterations, tf.float64)
+        total = settings["num_steps"]
+        # cosine_factor and dann_lambda of tlcourse.adaptation, in the graph (float64, then
+        # rounded to float32, as the PyTorch twin's Python floats are)
+        progress = tf.clip_by_value(step / tf.maximum(total, 1.0), 0.0, 1.0)
+        rate = settings["lr"] * (0.5 * (1.0 + tf.cos(np.pi * progress)))
+        self.optimizer.learning_rate.assign(tf.cast(rate, tf.float32))
+        if self.domain_head is not None:
+            p = step / tf.maximum(total - 1.0, 1.0)
+            strength = settings["weight"] * (2.0 / (1.0 + tf.exp(-10.0 * p)) - 1.0)
+            self.domain_head.layers[0]._lambda.assign(tf.cast(strength, tf.float32))
+        weight = tf.cast(settings["weight"], tf.float32)
+        threshold = tf.cast(settings["threshold"], tf.float32)
+        chain, method = _chain(self.classifier), self.method
+        variables = list(self.classifier.trainable_variables)
+        if self.domain_head is not None:
+            variables += self.domain_head.trainable_variables
         n_s = tf.shape(x_s)[0]
         pseudo_fraction = tf.constant(0.0)
         with tf.GradientTape() as tape:
             if method == "source_only":
-                task = xent(y_s, model(x_s, training=True))
+                task = self.xent(y_s, self.classifier(x_s, training=True))
                 align = tf.constant(0.0)
             else:
                 f = tf.concat([x_s, x_t], axis=0)
                 for layer in chain[:-1]:
                     f = layer(f, training=True)
                 logits = chain[-1](f, training=True)
-                task = xent(y_s, logits[:n_s])
+                task = self.xent(y_s, logits[:n_s])
                 f_s, f_t = f[:n_s], f[n_s:]
                 if method == "coral":
                     align = coral_loss(f_s, f_t)
@@ -137,7 +194,7 @@ def _make_step(model, method, optimizer, domain_head):
                     align = mmd_loss(f_s, f_t)
                 elif method == "dann":
                     domains = tf.concat([tf.zeros([n_s, 1]), tf.ones([tf.shape(x_t)[0], 1])], 0)
-                    align = bce(domains, domain_head(f, training=True))
+                    align = self.bce(domains, self.domain_head(f, training=True))
                 else:  # self_training
                     logits_t = logits[n_s:]
                     probs = tf.stop_gradient(tf.nn.softmax(logits_t))
@@ -150,33 +207,32 @@ def _make_step(model, method, optimizer, domain_head):
             scale = 1.0 if method == "dann" else weight
             loss = task + scale * align
         grads = tape.gradient(loss, variables)
-        optimizer.apply(grads, variables)
-        return tf.stack([task, align, pseudo_fraction])
-
-    return step
+        self.optimizer.apply(grads, variables)
+        return {"loss": task, "align": align, "pseudo_fraction": pseudo_fraction}
 
 
-# model -> {method: (step, optimizer, domain_head)}; weak keys, so a dropped model frees it.
-_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _compiled_step(model, method, width, seed):
-    steps = _STEPS.setdefault(model, {})
-    if method in steps:
-        step, optimizer, domain_head = steps[method]
-        reset_optimizer(optimizer)
-    else:
-        optimizer = keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=0.0, epsilon=1e-8)
-        domain_head = build_domain_head(width) if method == "dann" else None
-        step = _make_step(model, method, optimizer, domain_head)
-        steps[method] = (step, optimizer, domain_head)
-    if domain_head is not None:  # a fresh, seeded initialisation for every run
-        for i, layer in enumerate(domain_head.layers[1:]):
+def _adapter_for(model: keras.Model, method: str, seed: int) -> DomainAdapter:
+    """The compiled DomainAdapter of this model and method: the kept one, or a new one."""
+    kept = getattr(model, "_tlcourse_adapters", None)
+    if kept is None:
+        kept = {}
+        object.__setattr__(model, "_tlcourse_adapters", kept)  # untracked: not a layer
+    adapter = kept.get(method)
+    if adapter is None:
+        adapter = DomainAdapter(model, method)
+        adapter.compile(
+            optimizer=keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=0.0, epsilon=1e-8)
+        )
+        kept[method] = adapter
+    elif adapter.optimizer.built:
+        reset_optimizer(adapter.optimizer)
+    if adapter.domain_head is not None:  # a fresh, seeded initialisation for every run
+        for i, layer in enumerate(adapter.domain_head.layers[1:]):
             kernel, bias = layer.kernel, layer.bias
             init = keras.initializers.GlorotUniform(seed=seed * 10 + i)
             kernel.assign(init(kernel.shape))
             bias.assign(keras.ops.zeros_like(bias))
-    return step, optimizer, domain_head
+    return adapter
 
 
 def adapt(
@@ -214,31 +270,45 @@ def adapt(
         threshold=threshold,
         weight=weight,
     )
-    chain = _chain(model)
     X_s, X_t = to_array(X_source), to_array(X_target)
-    width = int(chain[-1].kernel.shape[0])
-    step, optimizer, domain_head = _compiled_step(model, method, width, seed)
+    adapter = _adapter_for(model, method, seed)
+    adapter.configure(weight=weight, threshold=threshold, lr=lr, num_steps=num_steps)
+    # The batches the PyTorch twin draws, in the same order, fed to fit one step at a time.
     rng = np.random.default_rng(seed)
     source_batches = batch_indices(rng, len(X_s), batch_size)
     target_batches = batch_indices(rng, len(X_t), batch_size)
+    i_s = np.stack([next(source_batches) for _ in range(num_steps)])
+    if method == "source_only":  # never looks at the target; the step ignores x_t
+        i_t, X_other = i_s[:, :2], X_s
+    else:
+        i_t, X_other = np.stack([next(target_batches) for _ in range(num_steps)]), X_t
+    X_s_t, y_s_t, X_t_t = tf.constant(X_s), tf.constant(y_source), tf.constant(X_other)
+    batches = tf.data.Dataset.from_tensor_slices((i_s, i_t)).map(
+        lambda a, b: (tf.gather(X_s_t, a), tf.gather(y_s_t, a), tf.gather(X_t_t, b))
+    )
     history: dict[str, list[float]] = {"loss": [], "align": []}
-    weight_t, threshold_t = tf.constant(weight, tf.float32), tf.constant(threshold, tf.float32)
-    bar = tqdm(range(num_steps), desc=desc or method, disable=quiet, mininterval=1.0)
-    for i in bar:
-        optimizer.learning_rate.assign(lr * cosine_factor(i, num_steps, "cosine"))
-        if domain_head is not None:
-            domain_head.layers[0].lambda_ = weight * dann_lambda(i / max(num_steps - 1, 1))
-        i_s = next(source_batches)
-        # source_only never looks at the target; the step ignores the argument.
-        i_t = next(target_batches) if method != "source_only" else i_s[:2]
-        x_t = X_t[i_t] if method != "source_only" else X_s[i_t]
-        task, align, fraction = step(X_s[i_s], y_source[i_s], x_t, weight_t, threshold_t).numpy()
-        history["loss"].append(float(task))
-        history["align"].append(float(align))
+    bar = tqdm(total=num_steps, desc=desc or method, disable=quiet, mininterval=1.0)
+
+    def record(batch, logs):
+        history["loss"].append(float(logs["loss"]))
+        history["align"].append(float(logs["align"]))
         if method == "self_training":
-            history.setdefault("pseudo_fraction", []).append(float(fraction))
-        if i % 20 == 0:
-            bar.set_postfix(loss=f"{task:.3f}", align=f"{align:.3f}")
+            history.setdefault("pseudo_fraction", []).append(float(logs["pseudo_fraction"]))
+        bar.update(1)
+        if batch % 20 == 0:
+            bar.set_postfix(loss=f"{logs['loss']:.3f}", align=f"{logs['align']:.3f}")
+
+    try:
+        adapter.fit(
+            batches,
+            epochs=1,
+            steps_per_epoch=num_steps,
+            verbose=0,
+            shuffle=False,  # the batches are drawn above, in order
+            callbacks=[keras.callbacks.LambdaCallback(on_train_batch_end=record)],
+        )
+    finally:
+        bar.close()
     return history
 
 

@@ -6,7 +6,6 @@ A *block* is a top-level layer of the model (``model.layers`` without the input 
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable, Mapping
 
 import keras
@@ -209,10 +208,6 @@ def reset_parameters(model: keras.Model, blocks: Iterable[str] = ("head",)) -> k
     return model
 
 
-# model -> {stage: view}; see fit_gradual_unfreezing.
-_STAGE_VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def fit_gradual_unfreezing(
     model: keras.Model,
     X,
@@ -229,12 +224,15 @@ def fit_gradual_unfreezing(
     Same arguments and result as :func:`tlcourse.torch.fit_gradual_unfreezing`.
 
     Each stage trains a *view* of ``model`` (``keras.Model(model.inputs, model.outputs)``:
-    the same layers and weights) that is kept for the next call, so that calling this again
-    on the same model (say, once per seed) reuses each stage's compiled training step
-    instead of tracing four new ones.
+    the same layers and weights) that is kept on the model (untracked: not a layer of it)
+    for the next call, so that calling this again on the same model (say, once per seed)
+    reuses each stage's compiled training step instead of tracing four new ones.
     """
     stages = list(reversed(block_names(model))) if stages is None else list(stages)
-    views = _STAGE_VIEWS.setdefault(model, {})
+    views = getattr(model, "_tlcourse_stage_views", None)
+    if views is None:
+        views = {}
+        object.__setattr__(model, "_tlcourse_stage_views", views)  # bypasses layer tracking
     history: dict[str, list[float]] = {}
     for stage in stages:
         unfreeze(freeze(model), down_to=stage)

@@ -1,71 +1,113 @@
 """A small class-conditional DCGAN for 28x28 digits, in Keras 3 (twin: ``tlcourse.torch.gan``).
 
-Same architecture, parameter count and losses as the PyTorch twin; training is a custom
-``tf.function`` step (two optimisers, the discriminator first), as in the keras.io GAN
-examples, rather than ``model.fit``.
+Same architecture, parameter count and losses as the PyTorch twin. Training is the Keras
+idiom of the keras.io conditional GAN example: a ``keras.Model`` subclass,
+:class:`ConditionalGAN`, whose ``train_step`` updates the discriminator and then the
+generator with their own optimisers, driven by ``fit``.
 """
 
 from __future__ import annotations
-
-import weakref
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
 from tqdm import tqdm
+from tqdm.keras import TqdmCallback
 
 from tlcourse.checks import check_images_and_labels, check_positive_ints
 from tlcourse.keras.models import to_array
 from tlcourse.keras.optim import reset_optimizer
 
-# generator -> (discriminator ref, (lr, betas), step, opt_g, opt_d): tracing the step costs seconds,
-# so a second train_gan call on the same pair of models, at the same rate, reuses it (with
-# the optimisers' state reset). Weak keys, and the step holds only weak references to the
-# models, so a dropped generator frees its entry.
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+class ConditionalGAN(keras.Model):
+    """A class-conditional generator and discriminator, trained together by ``fit``.
 
-def _make_step(generator, discriminator, opt_g, opt_d):
-    g_ref, d_ref = weakref.ref(generator), weakref.ref(discriminator)
-    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    Taught in :ref:`ch-gan-augmentation`.
 
-    @tf.function(reduce_retracing=True)
-    def step(real, labels, z):
-        generator, discriminator = g_ref(), d_ref()
+    The keras.io conditional GAN pattern: ``compile(d_optimizer=..., g_optimizer=...)``,
+    then ``fit`` on batches ``(real images, labels, latent vectors)``. Each ``train_step``
+    takes one step on the discriminator (real against generated images, the same labels),
+    then one on the generator (non-saturating loss), exactly as
+    :func:`tlcourse.torch.train_gan` does; the logs are each epoch's mean ``d_loss``,
+    ``g_loss``, ``d_real`` and ``d_fake`` (the discriminator's mean probability of "real"
+    for real and for generated images). :func:`train_gan` builds one and feeds it.
+
+    Parameters
+    ----------
+    generator : keras.Model
+        From :func:`build_generator`.
+    discriminator : keras.Model
+        From :func:`build_discriminator`.
+    """
+
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.generator, self.discriminator = generator, discriminator
+        self.bce = keras.losses.BinaryCrossentropy(from_logits=True)
+        self.trackers = [keras.metrics.Mean(name=n) for n in _LOGS]
+        self.built = True  # its parts are built models
+
+    def compile(self, d_optimizer, g_optimizer, **kwargs):
+        super().compile(**kwargs)
+        self.d_optimizer, self.g_optimizer = d_optimizer, g_optimizer
+
+    @property
+    def metrics(self):
+        return self.trackers  # so that fit resets the means at every epoch
+
+    def train_step(self, data):
+        real, labels, z = data
+        generator, discriminator = self.generator, self.discriminator
         with tf.GradientTape() as tape:
             fake = generator([z, labels], training=True)
             d_real = discriminator([real, labels], training=True)
             d_fake = discriminator([fake, labels], training=True)
-            d_loss = bce(tf.ones_like(d_real), d_real) + bce(tf.zeros_like(d_fake), d_fake)
+            d_loss = self.bce(tf.ones_like(d_real), d_real) + self.bce(
+                tf.zeros_like(d_fake), d_fake
+            )
         grads = tape.gradient(d_loss, discriminator.trainable_variables)
-        opt_d.apply(grads, discriminator.trainable_variables)
+        self.d_optimizer.apply(grads, discriminator.trainable_variables)
         with tf.GradientTape() as tape:
             score = discriminator([generator([z, labels], training=True), labels], training=True)
-            g_loss = bce(tf.ones_like(score), score)
+            g_loss = self.bce(tf.ones_like(score), score)
         grads = tape.gradient(g_loss, generator.trainable_variables)
-        opt_g.apply(grads, generator.trainable_variables)
-        return tf.stack(
-            [d_loss, g_loss, tf.reduce_mean(tf.sigmoid(d_real)), tf.reduce_mean(tf.sigmoid(d_fake))]
+        self.g_optimizer.apply(grads, generator.trainable_variables)
+        values = (
+            d_loss,
+            g_loss,
+            tf.reduce_mean(tf.sigmoid(d_real)),
+            tf.reduce_mean(tf.sigmoid(d_fake)),
         )
+        for tracker, value in zip(self.trackers, values, strict=True):
+            tracker.update_state(value)
+        return {t.name: t.result() for t in self.trackers}
 
-    return step
+
+_LOGS = ("d_loss", "g_loss", "d_real", "d_fake")
 
 
-def _compiled_step(generator, discriminator, lr, betas):
-    """The training step for this pair of models and rate: cached, or traced afresh."""
-    cached = _COMPILED.get(generator)
+def _gan_for(generator, discriminator, lr, betas) -> ConditionalGAN:
+    """The ConditionalGAN that trains this pair of models at this rate, compiled.
+
+    ``fit`` traces the training step once per ConditionalGAN (seconds), so the last one is
+    kept on the generator, untracked (not a layer of it), and reused when the
+    discriminator and the rate are the same, with both optimisers reset.
+    """
     key = (float(lr), tuple(float(b) for b in betas))
-    if cached is not None and cached[0]() is discriminator and cached[1] == key:
-        reset_optimizer(cached[3])
-        reset_optimizer(cached[4])
-        return cached[2]
-    opt_g, opt_d = (
-        keras.optimizers.Adam(lr, beta_1=betas[0], beta_2=betas[1], epsilon=1e-8) for _ in "gd"
+    kept = getattr(generator, "_tlcourse_gan", None)
+    if kept is not None and kept.discriminator is discriminator and kept.rate == key:
+        reset_optimizer(kept.d_optimizer)
+        reset_optimizer(kept.g_optimizer)
+        return kept
+    gan = ConditionalGAN(generator, discriminator)
+    d_opt, g_opt = (
+        keras.optimizers.Adam(lr, beta_1=betas[0], beta_2=betas[1], epsilon=1e-8) for _ in "dg"
     )
-    step = _make_step(generator, discriminator, opt_g, opt_d)
-    _COMPILED[generator] = (weakref.ref(discriminator), key, step, opt_g, opt_d)
-    return step
+    gan.compile(d_optimizer=d_opt, g_optimizer=g_opt)
+    object.__setattr__(gan, "rate", key)
+    object.__setattr__(generator, "_tlcourse_gan", gan)  # bypasses Keras' layer tracking
+    return gan
 
 
 class _OneHot(layers.Layer):
@@ -201,10 +243,10 @@ def train_gan(
     Taught in :ref:`ch-gan-augmentation`.
 
     Same arguments and result as :func:`tlcourse.torch.train_gan`; every epoch likewise
-    drops its last incomplete batch (``max(1, len(X) // batch_size)`` steps). The traced
-    step and the two optimisers are cached per generator: calling again with the same
-    generator, discriminator, ``lr`` and ``betas`` reuses them (no re-tracing), with the optimisers'
-    state reset, so each call starts Adam afresh as in PyTorch.
+    drops its last incomplete batch (``max(1, len(X) // batch_size)`` steps). Training is
+    ``fit`` on a :class:`ConditionalGAN`, one per pair of models and rate: calling again with
+    the same generator, discriminator, ``lr`` and ``betas`` reuses it (no re-tracing), with
+    both optimisers' state reset, so each call starts Adam afresh as in PyTorch.
     """
     X, y = check_images_and_labels(X, y, num_classes=generator.num_classes)
     if num_epochs < 1 or batch_size < 1:
@@ -214,26 +256,39 @@ def train_gan(
     if sample_labels is None:
         sample_labels = np.arange(generator.num_classes)
     keras.utils.set_random_seed(seed)
-    step = _compiled_step(generator, discriminator, lr, betas)
+    gan = _gan_for(generator, discriminator, lr, betas)
     size = min(batch_size, len(X))  # drop the last incomplete batch, as in the twin
     steps = len(X) // size
+    # Every epoch's order and latent vectors, drawn as the PyTorch twin draws them (a
+    # permutation, then one draw per step), and fed to fit batch by batch.
     rng = np.random.default_rng(seed)
-    history: dict = {"d_loss": [], "g_loss": [], "d_real": [], "d_fake": [], "samples": {}}
-    bar = tqdm(range(1, num_epochs + 1), desc=desc, disable=quiet, unit="epoch", mininterval=1.0)
-    for epoch in bar:
-        order = rng.permutation(len(X))
-        sums = np.zeros(4)
-        for i in range(steps):
-            idx = order[i * size : (i + 1) * size]
-            z = rng.standard_normal((size, generator.latent_dim)).astype("float32")
-            sums += np.asarray(step(X[idx], y[idx], z))
-        for key, value in zip(("d_loss", "g_loss", "d_real", "d_fake"), sums / steps, strict=True):
-            history[key].append(float(value))
-        bar.set_postfix(
-            d_loss=f"{history['d_loss'][-1]:.3f}", g_loss=f"{history['g_loss'][-1]:.3f}"
-        )
-        if epoch in sample_epochs:
-            history["samples"][epoch] = generate(generator, sample_labels, seed=12345)
+    order, z = [], []
+    for _ in range(num_epochs):
+        perm = rng.permutation(len(X))
+        order += [perm[i * size : (i + 1) * size] for i in range(steps)]
+        z += [rng.standard_normal((size, generator.latent_dim)) for _ in range(steps)]
+    X_t, y_t = tf.constant(X), tf.constant(y)
+    batches = tf.data.Dataset.from_tensor_slices((np.stack(order), np.float32(z))).map(
+        lambda idx, z: (tf.gather(X_t, idx), tf.gather(y_t, idx), z)
+    )
+    history: dict = {key: [] for key in _LOGS}
+    history["samples"] = {}
+
+    def on_epoch_end(epoch, logs):
+        for key in _LOGS:
+            history[key].append(float(logs[key]))
+        if epoch + 1 in sample_epochs:
+            history["samples"][epoch + 1] = generate(generator, sample_labels, seed=12345)
+
+    bar = TqdmCallback(num_epochs, verbose=0, tqdm_class=tqdm, desc=desc, disable=quiet)
+    gan.fit(
+        batches,
+        epochs=num_epochs,
+        steps_per_epoch=steps,
+        verbose=0,
+        shuffle=False,  # the batches are drawn above, in order
+        callbacks=[bar, keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)],
+    )
     return history
 
 
