@@ -281,3 +281,65 @@ def test_run_adaptation_scores_every_method_and_seed(domains):
     assert seen[:4] == [("source_only", 0), ("adabn", 0), ("dann", 0), ("target_supervised", 0)]
     with pytest.raises(ValueError, match="Unknown adaptation method"):
         run_adaptation(tt, start, (X_s, y_s), (X_t, y_t), (X_t, y_t), ["dan"], [0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", [tt, tk], ids=["torch", "keras"])
+def test_adapt_steps_through_source_and_target_batches_in_the_drawn_order(backend, domains):
+    """With a zero learning rate nothing moves but the BatchNorm statistics, so every
+    step's MMD is a function of its two batches alone: recomputed from the batches drawn by
+    hand (one source batch, then one target batch, per step, from one generator), it must
+    match the history, step by step, in both frameworks."""
+    (X_s, y_s), X_t = domains
+    backend.set_seed(0)
+    model = backend.build_digit_net(width=4)
+    steps, size = 12, 16
+    history = backend.adapt(
+        model,
+        X_s,
+        y_s,
+        X_t,
+        method="mmd",
+        num_steps=steps,
+        batch_size=size,
+        lr=0.0,
+        seed=7,
+        quiet=True,
+    )
+    rng = np.random.default_rng(7)
+    sources, targets = batch_indices(rng, len(X_s), size), batch_indices(rng, len(X_t), size)
+    expected = []
+    for _ in range(steps):
+        i_s, i_t = next(sources), next(targets)
+        batch = np.concatenate([X_s[i_s], X_t[i_t]])
+        f = _train_mode_features(backend, model, batch)
+        expected.append(float(backend.mmd_loss(f[:size], f[size:])))
+    np.testing.assert_allclose(history["align"], expected, rtol=2e-4, atol=1e-6)
+
+
+def _train_mode_features(backend, model, X):
+    """The features (output of the layer before the head) in training mode, as adapt sees
+    them, without updating the BatchNorm statistics."""
+    if backend is tt:
+        import torch
+
+        features = torch.nn.Sequential(*list(model.children())[:-1])
+        features.train()
+        momenta = [m.momentum for m in features.modules() if hasattr(m, "momentum")]
+        for m in features.modules():
+            if hasattr(m, "momentum"):
+                m.momentum = 0.0
+        with torch.no_grad():
+            out = features(torch.as_tensor(X[:, None]))
+        for m, value in zip(
+            [m for m in features.modules() if hasattr(m, "momentum")], momenta, strict=True
+        ):
+            m.momentum = value
+        return out
+    import keras
+
+    f = X[..., None]
+    chain = [la for la in model.layers if not isinstance(la, keras.layers.InputLayer)]
+    for layer in chain[:-1]:  # training=True uses batch statistics, as adapt does
+        f = layer(f, training=True)
+    return f

@@ -148,12 +148,20 @@ class DomainAdapter(keras.Model):
             for name, value in defaults.items()
         }
         self.built = True  # its parts are built models
+        object.__setattr__(self, "records", None)  # per-step logs; see configure
 
     def configure(self, *, weight: float, threshold: float, lr: float, num_steps: int):
         """Set the next run's loss weight, confidence threshold, initial rate and length."""
         values = {"weight": weight, "threshold": threshold, "lr": lr, "num_steps": num_steps}
         for name, value in values.items():
             self.settings[name].assign(float(value))
+        # Each step writes (loss, align, pseudo_fraction) into row ``step`` of ``records``,
+        # so that fit can run many steps per call (steps_per_execution) and the history
+        # still has every step. A longer run needs a larger buffer, and a new trace.
+        if self.records is None or self.records.shape[0] < num_steps:
+            records = tf.Variable(tf.zeros((num_steps, 3)), trainable=False)
+            object.__setattr__(self, "records", records)  # untracked: not a weight
+            self.train_function = None
 
     def train_step(self, data):
         x_s, y_s, x_t = data
@@ -207,8 +215,16 @@ class DomainAdapter(keras.Model):
             scale = 1.0 if method == "dann" else weight
             loss = task + scale * align
         grads = tape.gradient(loss, variables)
+        self.records[tf.cast(self.optimizer.iterations, tf.int32)].assign(
+            tf.stack([task, align, pseudo_fraction])
+        )
         self.optimizer.apply(grads, variables)
         return {"loss": task, "align": align, "pseudo_fraction": pseudo_fraction}
+
+
+# Steps per call into TensorFlow: fit runs them in one traced loop, with no Python between
+# steps (the per-step logs go to DomainAdapter.records).
+STEPS_PER_EXECUTION = 25
 
 
 def _adapter_for(model: keras.Model, method: str, seed: int) -> DomainAdapter:
@@ -221,7 +237,8 @@ def _adapter_for(model: keras.Model, method: str, seed: int) -> DomainAdapter:
     if adapter is None:
         adapter = DomainAdapter(model, method)
         adapter.compile(
-            optimizer=keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=0.0, epsilon=1e-8)
+            optimizer=keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=0.0, epsilon=1e-8),
+            steps_per_execution=STEPS_PER_EXECUTION,
         )
         kept[method] = adapter
     elif adapter.optimizer.built:
@@ -277,38 +294,37 @@ def adapt(
     rng = np.random.default_rng(seed)
     source_batches = batch_indices(rng, len(X_s), batch_size)
     target_batches = batch_indices(rng, len(X_t), batch_size)
-    i_s = np.stack([next(source_batches) for _ in range(num_steps)])
     if method == "source_only":  # never looks at the target; the step ignores x_t
+        i_s = np.stack([next(source_batches) for _ in range(num_steps)])
         i_t, X_other = i_s[:, :2], X_s
-    else:
-        i_t, X_other = np.stack([next(target_batches) for _ in range(num_steps)]), X_t
+    else:  # one source batch, then one target batch, step after step: the twin's order
+        pairs = [(next(source_batches), next(target_batches)) for _ in range(num_steps)]
+        i_s, i_t = (np.stack(side) for side in zip(*pairs, strict=True))
+        X_other = X_t
     X_s_t, y_s_t, X_t_t = tf.constant(X_s), tf.constant(y_source), tf.constant(X_other)
     batches = tf.data.Dataset.from_tensor_slices((i_s, i_t)).map(
         lambda a, b: (tf.gather(X_s_t, a), tf.gather(y_s_t, a), tf.gather(X_t_t, b))
     )
-    history: dict[str, list[float]] = {"loss": [], "align": []}
     bar = tqdm(total=num_steps, desc=desc or method, disable=quiet, mininterval=1.0)
 
-    def record(batch, logs):
-        history["loss"].append(float(logs["loss"]))
-        history["align"].append(float(logs["align"]))
-        if method == "self_training":
-            history.setdefault("pseudo_fraction", []).append(float(logs["pseudo_fraction"]))
-        bar.update(1)
-        if batch % 20 == 0:
-            bar.set_postfix(loss=f"{logs['loss']:.3f}", align=f"{logs['align']:.3f}")
+    def progress(batch, logs):  # called once per execution; ``batch`` is its last step
+        bar.update(min(batch + 1, num_steps) - bar.n)
+        bar.set_postfix(loss=f"{logs['loss']:.3f}", align=f"{logs['align']:.3f}")
 
     try:
         adapter.fit(
             batches,
             epochs=1,
-            steps_per_epoch=num_steps,
             verbose=0,
             shuffle=False,  # the batches are drawn above, in order
-            callbacks=[keras.callbacks.LambdaCallback(on_train_batch_end=record)],
+            callbacks=[keras.callbacks.LambdaCallback(on_train_batch_end=progress)],
         )
     finally:
         bar.close()
+    loss, align, fraction = adapter.records.numpy()[:num_steps].T.astype(float)
+    history: dict[str, list[float]] = {"loss": loss.tolist(), "align": align.tolist()}
+    if method == "self_training":
+        history["pseudo_fraction"] = fraction.tolist()
     return history
 
 
