@@ -21,6 +21,7 @@ from tlcourse.torch.distributed import (
     gradient_bytes_per_step,
     launch,
     main,
+    run_alone,
 )
 
 TINY = ["--init", "none", "--width", "4", "--data", "synthetic:128", "--epochs", "1", "--quiet"]
@@ -107,7 +108,9 @@ def test_frozen_blocks_are_not_communicated():
 
 @pytest.mark.slow
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
-    one = launch([*TINY, "--out", str(tmp_path / "one")], nproc=1, timeout=300)
+    threads = torch.get_num_threads()
+    one = run_alone([*TINY, "--out", str(tmp_path / "one")])  # in this process, no torchrun
+    assert torch.get_num_threads() == threads  # put back after its one-thread run
     two = launch([*TINY, "--out", str(tmp_path / "two")], nproc=2, timeout=300)
     assert (one["world_size"], two["world_size"]) == (1, 2)
     assert two["backend"] == "gloo" and two["per_process_batch_size"] == 32
@@ -195,9 +198,14 @@ def test_keras_use_logical_cpus_needs_a_positive_count():
             use_logical_cpus(bad)
 
 
-def test_launch_checks_its_arguments():
+def test_launch_checks_its_arguments(monkeypatch):
     with pytest.raises(ValueError, match="--out"):
         launch(TINY)
+    with pytest.raises(ValueError, match="--out"):
+        run_alone(TINY)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="one process"):
+        run_alone([*TINY, "--out", "x"])
     with pytest.raises(ValueError, match="nproc"):
         launch([*TINY, "--out", "x"], nproc=0)
 

@@ -163,6 +163,13 @@ class DomainAdapter(keras.Model):
             object.__setattr__(self, "records", records)  # untracked: not a weight
             self.train_function = None
 
+    def train_variables(self) -> list:
+        """What the optimiser updates: the classifier's trainable weights, then the head's."""
+        variables = list(self.classifier.trainable_variables)
+        if self.domain_head is not None:
+            variables += self.domain_head.trainable_variables
+        return variables
+
     def train_step(self, data):
         x_s, y_s, x_t = data
         settings = self.settings
@@ -180,9 +187,7 @@ class DomainAdapter(keras.Model):
         weight = tf.cast(settings["weight"], tf.float32)
         threshold = tf.cast(settings["threshold"], tf.float32)
         chain, method = _chain(self.classifier), self.method
-        variables = list(self.classifier.trainable_variables)
-        if self.domain_head is not None:
-            variables += self.domain_head.trainable_variables
+        variables = self.train_variables()
         n_s = tf.shape(x_s)[0]
         pseudo_fraction = tf.constant(0.0)
         with tf.GradientTape() as tape:
@@ -240,6 +245,8 @@ def _adapter_for(model: keras.Model, method: str, seed: int) -> DomainAdapter:
             optimizer=keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=0.0, epsilon=1e-8),
             steps_per_execution=STEPS_PER_EXECUTION,
         )
+        # Built before fit traces train_step, which then traces once (see keras.fit).
+        adapter.optimizer.build(adapter.train_variables())
         kept[method] = adapter
     elif adapter.optimizer.built:
         reset_optimizer(adapter.optimizer)

@@ -119,6 +119,7 @@ def fit_distributed(
             optimizer=make_optimizer(model, lr, "cosine", steps, 0.0),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
+        model.optimizer.build(model.trainable_variables)  # so that fit traces its step once
     history: dict = {"loss": []}
     bar = tqdm(range(num_epochs), desc=f"MirroredStrategy x{replicas}", unit="epoch", disable=quiet)
     start = time.perf_counter()

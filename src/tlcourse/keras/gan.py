@@ -105,6 +105,9 @@ def _gan_for(generator, discriminator, lr, betas) -> ConditionalGAN:
         keras.optimizers.Adam(lr, beta_1=betas[0], beta_2=betas[1], epsilon=1e-8) for _ in "dg"
     )
     gan.compile(d_optimizer=d_opt, g_optimizer=g_opt)
+    # Built before fit traces train_step, which then traces once (see tlcourse.keras.fit).
+    d_opt.build(discriminator.trainable_variables)
+    g_opt.build(generator.trainable_variables)
     object.__setattr__(gan, "rate", key)
     object.__setattr__(generator, "_tlcourse_gan", gan)  # bypasses Keras' layer tracking
     return gan

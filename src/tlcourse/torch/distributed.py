@@ -278,6 +278,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def run_alone(args: Sequence[str]) -> dict:
+    """Run :func:`main` in this process, as one process without ``torchrun``; return its log.
+
+    The one-process reference of a comparison needs no launcher: no process group is
+    made (``fit_distributed`` then trains alone), and the run skips the seconds that
+    starting a new Python and PyTorch costs. PyTorch uses one thread meanwhile, as every
+    worker that :func:`launch` starts does (``OMP_NUM_THREADS=1``).
+
+    Parameters
+    ----------
+    args : sequence of str
+        Arguments of :func:`main`; must include ``--out``.
+
+    Returns
+    -------
+    dict
+        The run's ``log.json``.
+    """
+    args = list(args)
+    if "--out" not in args:
+        raise ValueError("run_alone needs --out DIR among args: the log is read from there.")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RuntimeError("run_alone runs one process; this one is part of a process group.")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        main(args)
+    finally:
+        torch.set_num_threads(threads)
+    return json.loads((Path(args[args.index("--out") + 1]) / LOG_NAME).read_text())
+
+
 def launch(
     args: Sequence[str],
     *,
