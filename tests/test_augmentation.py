@@ -147,3 +147,30 @@ def test_comparing_a_scratch_gan_needs_a_score(tiny_digits):
             recipe={},
             compare_scratch_gan=True,
         )
+
+
+def test_a_scratch_gan_that_cannot_match_the_given_one_is_refused(tiny_digits):
+    """The scratch GAN is built from the generator's settings and copied into the run's
+    copy of it; a generator whose settings do not describe it is an error, not a partial
+    copy that leaves some pretrained weights in the 'scratch' GAN."""
+    (X, y), _ = tiny_digits
+    G, D = tt.build_generator(width=4), tt.build_discriminator(width=4)
+    G.width = 8  # claims another architecture than it has
+    with pytest.raises(ValueError, match="does not match"):
+        run_gan_augmentation(
+            tt,
+            tt.build_digit_net(width=4),
+            G,
+            D,
+            X,
+            y,
+            k_per_class=2,
+            seeds=[0],
+            copies=2,
+            gan_recipe={"num_epochs": 1, "batch_size": 8},
+            recipe={"num_epochs": 1, "batch_size": 8},
+            score=lambda X_gen, y_gen: {"fid": 0.0},
+            compare_scratch_gan=True,
+            test_per_class=5,
+            quiet=True,
+        )

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from tlcourse.augment import augment_digits
 from tlcourse.checks import check_images_and_labels, check_positive_ints
 from tlcourse.data import make_few_shot_split
+from tlcourse.experiments.few_shot import reuse_model
 from tlcourse.frechet import frechet_distance
 
 ARMS = ("real only", "real + affine", "real + GAN", "real + affine + GAN", "real + extra real")
@@ -212,7 +213,8 @@ def run_gan_augmentation(
     samples = None
     # One model object of each kind for every seed: Keras keeps its compiled steps.
     model = backend.clone_model(classifier)
-    G, D = backend.clone_model(generator), backend.clone_model(discriminator)
+    kept = {"G": backend.clone_model(generator), "D": backend.clone_model(discriminator)}
+    G, D = kept["G"], kept["D"]
     per_seed = 1 + len(ARMS) + int(compare_scratch_gan)
     bar = tqdm(total=len(seeds) * per_seed, desc=f"{backend.__name__} arms", disable=quiet)
     for i, seed in enumerate(int(s) for s in seeds):
@@ -222,15 +224,15 @@ def run_gan_augmentation(
             backend.set_seed(seed)
             G_new = backend.build_generator(G.latent_dim, G.num_classes, G.width)
             D_new = backend.build_discriminator(D.num_classes, D.width)
-            backend.load_matching(G, G_new)  # same objects: Keras keeps its traced step
-            backend.load_matching(D, D_new)
+            reuse_model(backend, kept, "G", G_new)  # into the same objects (see reuse_model)
+            reuse_model(backend, kept, "D", D_new)
             backend.train_gan(G, D, X_real, y_real, seed=seed, quiet=True, **gan_recipe)
             X_new, y_new = backend.generate_labelled(G, copies * k_per_class, seed=seed)
             scratch_quality.append(score(X_new, y_new))
             bar.update(1)
         backend.set_seed(seed)
-        backend.load_matching(G, generator)
-        backend.load_matching(D, discriminator)
+        reuse_model(backend, kept, "G", generator)
+        reuse_model(backend, kept, "D", discriminator)
         backend.train_gan(G, D, X_real, y_real, seed=seed, quiet=True, **gan_recipe)
         X_gan, y_gan = backend.generate_labelled(G, copies * k_per_class, seed=seed)
         if samples is None:
