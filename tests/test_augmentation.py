@@ -129,24 +129,28 @@ def test_tiny_run_returns_every_arm_and_leaves_the_inputs_alone(
     np.testing.assert_array_equal(backend.predict(classifier, X[:4]), before[1])
 
 
+def _tiny_torch_run(G, D, X, y, **kwargs):
+    """run_gan_augmentation in PyTorch on a tiny classifier, k=2, one seed, with a scratch GAN."""
+    return run_gan_augmentation(
+        tt,
+        tt.build_digit_net(width=4),
+        G,
+        D,
+        X,
+        y,
+        k_per_class=2,
+        seeds=[0],
+        copies=2,
+        compare_scratch_gan=True,
+        **kwargs,
+    )
+
+
 def test_comparing_a_scratch_gan_needs_a_score(tiny_digits):
     (X, y), _ = tiny_digits
     G, D = tt.build_generator(width=4), tt.build_discriminator(width=4)
     with pytest.raises(ValueError, match="score"):
-        run_gan_augmentation(
-            tt,
-            tt.build_digit_net(width=4),
-            G,
-            D,
-            X,
-            y,
-            k_per_class=2,
-            seeds=[0],
-            copies=2,
-            gan_recipe={},
-            recipe={},
-            compare_scratch_gan=True,
-        )
+        _tiny_torch_run(G, D, X, y, gan_recipe={}, recipe={})
 
 
 def test_a_scratch_gan_that_cannot_match_the_given_one_is_refused(tiny_digits):
@@ -157,20 +161,14 @@ def test_a_scratch_gan_that_cannot_match_the_given_one_is_refused(tiny_digits):
     G, D = tt.build_generator(width=4), tt.build_discriminator(width=4)
     G.width = 8  # claims another architecture than it has
     with pytest.raises(ValueError, match="does not match"):
-        run_gan_augmentation(
-            tt,
-            tt.build_digit_net(width=4),
+        _tiny_torch_run(
             G,
             D,
             X,
             y,
-            k_per_class=2,
-            seeds=[0],
-            copies=2,
             gan_recipe={"num_epochs": 1, "batch_size": 8},
             recipe={"num_epochs": 1, "batch_size": 8},
             score=lambda X_gen, y_gen: {"fid": 0.0},
-            compare_scratch_gan=True,
             test_per_class=5,
             quiet=True,
         )

@@ -297,8 +297,7 @@ def run_alone(args: Sequence[str]) -> dict:
         The run's ``log.json``.
     """
     args = list(args)
-    if "--out" not in args:
-        raise ValueError("run_alone needs --out DIR among args: the log is read from there.")
+    log = _fresh_log_path(args, "run_alone")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise RuntimeError("run_alone runs one process; this one is part of a process group.")
     threads = torch.get_num_threads()
@@ -307,7 +306,16 @@ def run_alone(args: Sequence[str]) -> dict:
         main(args)
     finally:
         torch.set_num_threads(threads)
-    return json.loads((Path(args[args.index("--out") + 1]) / LOG_NAME).read_text())
+    return json.loads(log.read_text())
+
+
+def _fresh_log_path(args: list[str], caller: str) -> Path:
+    """Where the run of ``args`` writes its log (``--out``), with any older log removed."""
+    if "--out" not in args:
+        raise ValueError(f"{caller} needs --out DIR among args: the log is read from there.")
+    log = Path(args[args.index("--out") + 1]) / LOG_NAME
+    log.unlink(missing_ok=True)
+    return log
 
 
 def launch(
@@ -346,13 +354,9 @@ def launch(
         If it runs longer than ``timeout``.
     """
     args = list(args)
-    if "--out" not in args:
-        raise ValueError("launch needs --out DIR among args: the log is read from there.")
     if not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"nproc must be a positive integer, got {nproc!r}.")
-    out = Path(args[args.index("--out") + 1])
-    log = out / LOG_NAME
-    log.unlink(missing_ok=True)
+    log = _fresh_log_path(args, "launch")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += [f"--nproc_per_node={nproc}", "-m", "tlcourse.torch.distributed", *args]
     returncode, output = run_and_reap(
