@@ -30,6 +30,18 @@ def test_run_cross_domain_scores_every_run_on_every_test_domain(tiny_digits):
     tests = [(X_test, y_test), (X, y), (X_test[:50], y_test[:50])]
     expected = [tt.evaluate(model, Xt, yt)["accuracy"] for Xt, yt in tests]
     np.testing.assert_allclose(acc[1, 1], expected)
+    # That run, handed in as already made, is scored and not trained again: same result.
+    reused = run_cross_domain(
+        tt,
+        {"a": (X, y), "b": (X[:64], y[:64])},
+        {"a": (X_test, y_test), "b": (X, y), "c": (X_test[:50], y_test[:50])},
+        seeds=[0, 1],
+        num_epochs={"a": 2, "b": 1},
+        width=4,
+        trained={(1, "b"): model},
+        quiet=True,
+    )
+    np.testing.assert_array_equal(reused, acc)
 
 
 def test_run_cross_domain_errors(tiny_digits):
@@ -38,6 +50,8 @@ def test_run_cross_domain_errors(tiny_digits):
         run_cross_domain(tt, {"a": (X, y)}, {"a": (X, y)}, [0], num_epochs={"b": 1})
     with pytest.raises(ValueError, match="non-empty"):
         run_cross_domain(tt, {"a": (X, y)}, {"a": (X, y)}, [])
+    with pytest.raises(ValueError, match="does not make"):
+        run_cross_domain(tt, {"a": (X, y)}, {"a": (X, y)}, [0], trained={(1, "a"): None})
 
 
 def test_format_mean_std():
@@ -153,3 +167,14 @@ def test_reuse_model_refuses_a_model_of_another_shape():
     )
     with pytest.raises(ValueError, match="mismatched"):
         reuse_model(tt, kept, "k", tt.build_digit_net(width=8))
+
+
+def test_clearly_above_needs_every_seed_or_a_gap_beyond_the_spread():
+    from tlcourse.experiments import clearly_above
+
+    assert clearly_above([0.9, 0.8, 0.85], [0.8, 0.7, 0.84])  # every seed
+    assert not clearly_above([0.9, 0.8, 0.85], [0.8, 0.7, 0.86])  # one seed loses, big spread
+    assert clearly_above([0.9, 0.9, 0.9, 0.9], [0.8, 0.8, 0.8, 0.91])  # 7.25 > 5.5 spread
+    assert not clearly_above([0.9, 0.8], [0.8, 0.7], margin=0.1)  # the margin is not beaten
+    with pytest.raises(ValueError, match="paired"):
+        clearly_above([0.9], [0.8])

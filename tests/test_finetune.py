@@ -242,7 +242,10 @@ def test_keras_fit_reuses_the_compiled_step_with_identical_results(tiny_digits):
     fresh = tk.clone_model(initial)
     tk.fit(fresh, X, y, num_epochs=2, batch_size=64, seed=5, quiet=True)
     reused = tk.clone_model(tk.build_digit_net(width=4))
-    tk.fit(reused, X, y, num_epochs=2, batch_size=64, seed=9, quiet=True)  # other weights
+    # Other weights, and another rate, length and schedule: all are variables of the step.
+    tk.fit(
+        reused, X, y, num_epochs=3, batch_size=64, lr=1e-2, schedule="constant", seed=9, quiet=True
+    )
     train_function = reused.train_function
     reused.set_weights(initial.get_weights())
     tk.fit(reused, X, y, num_epochs=2, batch_size=64, seed=5, quiet=True)
@@ -526,3 +529,31 @@ def test_penalties_of_one_strategy_are_equal_values_so_keras_keeps_its_step(tiny
     step = model.train_function
     tk.fit(model, X, y, num_epochs=1, batch_size=64, penalty=b, quiet=True)
     assert model.train_function is step
+
+
+@BACKENDS
+def test_head_init_draws_either_frameworks_default(backend):
+    from tlcourse.finetune import Strategy, head_init_values
+
+    model = backend.build_digit_net(width=4)
+    fan_in, fan_out = backend.head_shape(model)
+    assert (fan_in, fan_out) == (16, 10)
+    limits = {"pytorch": 1 / np.sqrt(16), "keras": np.sqrt(6 / 26)}
+    for kind, limit in limits.items():
+        backend.set_seed(0)
+        W, b = head_init_values(kind, fan_in, fan_out)
+        backend.set_seed(0)
+        again = head_init_values(kind, fan_in, fan_out)
+        np.testing.assert_array_equal(W, again[0])
+        assert W.shape == (16, 10) and b.shape == (10,)
+        assert 0.8 * limit < np.abs(W).max() <= limit
+        assert (b == 0).all() if kind == "keras" else 0 < np.abs(b).max() <= limit
+        backend.set_head(model, W, b)
+        X = np.random.default_rng(0).random((5, 28, 28), dtype=np.float32)
+        body = backend.extract_features(model, X)  # the head's input
+        expected = body @ W + b
+        np.testing.assert_allclose(backend.predict(model, X), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="Unknown head_init"):
+        Strategy(head_init="glorot")
+    with pytest.raises(ValueError, match="Unknown head_init"):
+        head_init_values("torch", 16, 10)

@@ -347,6 +347,15 @@ class FewShotSplit:
     unlabelled: np.ndarray
 
 
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order in which :func:`tlcourse.keras.fit` visits ``n`` examples in ``epoch``.
+
+    A permutation of ``range(n)`` that depends on ``(seed, epoch)`` alone, so a run resumed
+    at some epoch sees the batches the uninterrupted run saw.
+    """
+    return np.random.default_rng([check_seed(seed), int(epoch)]).permutation(n)
+
+
 def make_few_shot_split(
     y: np.ndarray,
     k_per_class: int | None,

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
+import numpy as np
+
 
 def check_block(name: str, blocks: Sequence[str], what: str = "block") -> str:
     """Return ``name`` if it is one of ``blocks``; otherwise raise a ValueError listing them."""
@@ -84,6 +86,34 @@ def discriminative_lrs(blocks: Sequence[str], top_lr: float, factor: float) -> d
     return {name: top_lr / factor ** (n - 1 - i) for i, name in enumerate(blocks)}
 
 
+HEAD_INITS = ("pytorch", "keras")
+
+
+def head_init_values(kind: str, fan_in: int, fan_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Weights ``(fan_in, fan_out)`` and biases of a new linear head, as a framework draws them.
+
+    Taught in :ref:`ch-fine-tuning`.
+
+    - ``"pytorch"``: ``nn.Linear``'s default, weights and biases uniform in
+      ``+-1 / sqrt(fan_in)``;
+    - ``"keras"``: ``keras.layers.Dense``'s default, Glorot-uniform weights (uniform in
+      ``+-sqrt(6 / (fan_in + fan_out))``) and zero biases.
+
+    Drawn from NumPy's global generator, which both frameworks' ``set_seed`` seed.
+    """
+    if kind not in HEAD_INITS:
+        raise ValueError(f"Unknown head_init {kind!r}; valid: {HEAD_INITS}.")
+    if kind == "pytorch":
+        bound = 1.0 / np.sqrt(fan_in)
+        weights = np.random.uniform(-bound, bound, (fan_in, fan_out))  # noqa: NPY002
+        bias = np.random.uniform(-bound, bound, fan_out)  # noqa: NPY002
+    else:
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        weights = np.random.uniform(-limit, limit, (fan_in, fan_out))  # noqa: NPY002
+        bias = np.zeros(fan_out)
+    return weights.astype(np.float32), bias.astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Strategy:
     """A fine-tuning recipe: what to reset, what to freeze, how to train.
@@ -109,6 +139,9 @@ class Strategy:
     num_epochs, batch_size, lr : optional
         This strategy's own training recipe, overriding the one passed to
         :func:`fine_tune` (training from scratch needs more steps than fine-tuning).
+    head_init : {"pytorch", "keras"}, optional
+        Draw the new head as the other framework's default would (see
+        :func:`head_init_values`); by default each framework uses its own.
     """
 
     freeze_until: str | None = None
@@ -121,8 +154,11 @@ class Strategy:
     num_epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
+    head_init: str | None = None
 
     def __post_init__(self):
+        if self.head_init not in (None, *HEAD_INITS):
+            raise ValueError(f"Unknown head_init {self.head_init!r}; valid: None, {HEAD_INITS}.")
         if self.penalty not in (None, "l2", "l2sp"):
             raise ValueError(f"Unknown penalty {self.penalty!r}; valid: None, 'l2', 'l2sp'.")
         if self.from_scratch and self.penalty == "l2sp":
@@ -197,6 +233,8 @@ def fine_tune(
     backend.unfreeze(model)
     backend.load_matching(model, source)  # every weight and statistic, as pretrained
     backend.reset_parameters(model, blocks if strategy.from_scratch else blocks[-1:])
+    if strategy.head_init is not None:
+        backend.set_head(model, *head_init_values(strategy.head_init, *backend.head_shape(model)))
     if strategy.freeze_until is not None:
         backend.freeze(model, until=strategy.freeze_until)
     if strategy.fixed_batchnorm:

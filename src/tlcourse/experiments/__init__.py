@@ -35,13 +35,14 @@ from tlcourse.experiments.gan_augmentation import (
     run_gan_augmentation,
     score_samples,
 )
-from tlcourse.experiments.summary import format_mean_std
+from tlcourse.experiments.summary import clearly_above, format_mean_std
 
 __all__ = [
     "ARMS",
     "PROBE_RECIPES",
     "SCRATCH_RECIPES",
     "TRANSFER_VARIANTS",
+    "clearly_above",
     "format_mean_std",
     "make_arm_sets",
     "reuse_model",

@@ -22,6 +22,7 @@ def run_cross_domain(
     batch_size: int = 128,
     lr: float = 3e-3,
     width: int = 16,
+    trained: Mapping[tuple[int, str], object] | None = None,
     quiet: bool = False,
 ) -> np.ndarray:
     """Train one digit net per (seed, training domain); score it on every test domain.
@@ -38,6 +39,10 @@ def run_cross_domain(
         Epochs, for all training domains or per training domain.
     batch_size, lr, width
         Passed to ``build_digit_net`` (``width``) and ``fit``.
+    trained : mapping of (seed, training domain) to model, optional
+        Runs already made exactly as this loop makes them (seeded with ``seed``, a fresh
+        ``build_digit_net(width=width)``, then ``fit`` with these arguments): they are
+        scored, not trained again. A chapter that has just shown one such run reuses it.
     quiet : bool, default False
         Hide the progress bar.
 
@@ -49,10 +54,15 @@ def run_cross_domain(
     Raises
     ------
     ValueError
-        If ``seeds`` or a domain mapping is empty, or ``num_epochs`` lacks a domain.
+        If ``seeds`` or a domain mapping is empty, ``num_epochs`` lacks a domain, or
+        ``trained`` names a run this loop does not make.
     """
     if not seeds or not train_domains or not test_domains:
         raise ValueError("seeds, train_domains and test_domains must all be non-empty.")
+    trained = dict(trained or {})
+    unknown = [run for run in trained if run[0] not in seeds or run[1] not in train_domains]
+    if unknown:
+        raise ValueError(f"trained names runs this loop does not make: {unknown}.")
     if isinstance(num_epochs, Mapping):
         missing = set(train_domains) - set(num_epochs)
         if missing:
@@ -66,19 +76,21 @@ def run_cross_domain(
     kept: dict = {}  # one model per training domain, reset for every seed (see reuse_model)
     for s, t in tqdm(runs, desc=f"{backend.__name__} runs", disable=quiet):
         name = names[t]
-        backend.set_seed(int(seeds[s]))
-        model = reuse_model(backend, kept, name, backend.build_digit_net(width=width))
-        X, y = train_domains[name]
-        backend.fit(
-            model,
-            X,
-            y,
-            num_epochs=epochs[name],
-            batch_size=batch_size,
-            lr=lr,
-            seed=int(seeds[s]),
-            quiet=True,
-        )
+        model = trained.get((seeds[s], name))
+        if model is None:
+            backend.set_seed(int(seeds[s]))
+            model = reuse_model(backend, kept, name, backend.build_digit_net(width=width))
+            X, y = train_domains[name]
+            backend.fit(
+                model,
+                X,
+                y,
+                num_epochs=epochs[name],
+                batch_size=batch_size,
+                lr=lr,
+                seed=int(seeds[s]),
+                quiet=True,
+            )
         for j, (X_test, y_test) in enumerate(test_domains.values()):
             acc[s, t, j] = backend.evaluate(model, X_test, y_test)["accuracy"]
     return acc

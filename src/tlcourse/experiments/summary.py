@@ -28,3 +28,24 @@ def format_mean_std(values: np.ndarray, *, axis: int = 0, percent: bool = True) 
     mean = values.mean(axis=axis)
     std = values.std(axis=axis, ddof=1)
     return np.vectorize(lambda m, s: f"{m:.1f} ± {s:.1f}")(mean, std)
+
+
+def clearly_above(a, b, *, margin: float = 0.0) -> bool:
+    """Whether ``a`` beats ``b`` by more than ``margin``, as the book's rule for a win says.
+
+    ``a`` and ``b`` are results per seed, paired (seed ``i`` of both used the same data).
+    A win holds on every seed, or its mean gap exceeds ``margin`` by more than the spread
+    of the per-seed gaps (their sample standard deviation).
+
+    Raises
+    ------
+    ValueError
+        For fewer than two seeds or unequal lengths.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(
+            f"Need two paired 1-D results of at least two seeds, got {a.shape}, {b.shape}."
+        )
+    gap = a - b
+    return bool((gap > margin).all() or gap.mean() - margin > gap.std(ddof=1))

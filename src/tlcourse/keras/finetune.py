@@ -208,6 +208,33 @@ def reset_parameters(model: keras.Model, blocks: Iterable[str] = ("head",)) -> k
     return model
 
 
+def _head_dense(model: keras.Model) -> keras.layers.Dense:
+    dense = [layer for layer in sublayers(model) if isinstance(layer, keras.layers.Dense)]
+    if not dense:
+        raise ValueError("The model has no Dense layer to serve as its head.")
+    return dense[-1]
+
+
+def head_shape(model: keras.Model) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of the model's head, its last ``Dense`` layer.
+
+    Taught in :ref:`ch-fine-tuning`.
+    """
+    kernel = _head_dense(model).kernel
+    return int(kernel.shape[0]), int(kernel.shape[1])
+
+
+def set_head(model: keras.Model, weights, bias) -> keras.Model:
+    """Set the head's kernel ``(fan_in, fan_out)`` and bias (twin of the PyTorch one).
+
+    Taught in :ref:`ch-fine-tuning`.
+    """
+    dense = _head_dense(model)
+    dense.kernel.assign(np.asarray(weights, dtype="float32"))
+    dense.bias.assign(np.asarray(bias, dtype="float32"))
+    return model
+
+
 def fit_gradual_unfreezing(
     model: keras.Model,
     X,

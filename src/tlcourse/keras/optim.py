@@ -8,12 +8,14 @@ parameter groups, so per-block rates are applied by :class:`BlockwiseAdamW`. The
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import keras
 
 from tlcourse.finetune import check_block_lrs
 from tlcourse.keras.models import blocks_by_name
+from tlcourse.schedules import SCHEDULES
 
 
 def param_groups(model: keras.Model, lrs_by_block: Mapping[str, float]) -> list[dict]:
@@ -80,6 +82,44 @@ class BlockwiseAdamW(keras.optimizers.Adam):
         super().update_step(gradient, variable, rate)
 
 
+class CosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """``lr * cosine_factor(step, total_steps, schedule)``, with its settings in variables.
+
+    The same curve as ``keras.optimizers.schedules.CosineDecay(lr, total_steps)`` (or a
+    constant ``lr``), and as :func:`tlcourse.schedules.cosine_factor` in the PyTorch twin.
+    Keras bakes a schedule's Python numbers into the traced training step; these live in
+    variables instead, so :meth:`set` can give a compiled model a new rate, length or
+    shape of schedule without tracing the step again.
+    """
+
+    def __init__(self, lr: float, total_steps: int, schedule: str = "cosine"):
+        self.lr = keras.Variable(0.0, trainable=False, name="base_learning_rate")
+        self.total_steps = keras.Variable(1.0, trainable=False, name="total_steps")
+        self.cosine = keras.Variable(1.0, trainable=False, name="cosine")
+        self.set(lr, total_steps, schedule)
+
+    def set(self, lr: float, total_steps: int, schedule: str = "cosine") -> None:
+        """Change the base rate, the number of steps and the schedule in place."""
+        if schedule not in SCHEDULES:
+            raise ValueError(f"Unknown schedule {schedule!r}; valid: {SCHEDULES}.")
+        self.lr.assign(float(lr))
+        self.total_steps.assign(float(max(total_steps, 1)))
+        self.cosine.assign(1.0 if schedule == "cosine" else 0.0)
+
+    def __call__(self, step):
+        ops = keras.ops
+        progress = ops.minimum(ops.cast(step, "float32") / self.total_steps, 1.0)
+        factor = 0.5 * (1.0 + ops.cos(math.pi * progress))
+        return self.lr * (self.cosine * factor + (1.0 - self.cosine))
+
+    def get_config(self):
+        return {
+            "lr": float(self.lr.numpy()),
+            "total_steps": int(self.total_steps.numpy()),
+            "schedule": "cosine" if float(self.cosine.numpy()) else "constant",
+        }
+
+
 def make_optimizer(
     model: keras.Model,
     lr: float | Mapping[str, float],
@@ -97,8 +137,9 @@ def make_optimizer(
         One learning rate, or one per block (then a :class:`BlockwiseAdamW` whose common
         multiplier follows the schedule).
     schedule : {"cosine", "constant"}
-        ``"cosine"`` is ``keras.optimizers.schedules.CosineDecay`` over ``steps`` updates,
-        the same curve as :func:`tlcourse.schedules.cosine_factor`.
+        ``"cosine"`` decays along half a cosine over ``steps`` updates, the curve of
+        ``keras.optimizers.schedules.CosineDecay`` and of
+        :func:`tlcourse.schedules.cosine_factor`; ``"constant"`` keeps ``lr``.
     steps : int
         Updates planned in all.
     weight_decay : float
@@ -107,13 +148,21 @@ def make_optimizer(
     Returns
     -------
     keras.optimizers.Optimizer
+        Its schedule, a :class:`CosineSchedule`, is also its ``tlcourse_schedule``
+        attribute.
     """
     if isinstance(lr, Mapping):
-        groups = param_groups(model, lr)
-        rate = keras.optimizers.schedules.CosineDecay(1.0, steps) if schedule == "cosine" else 1.0
-        return BlockwiseAdamW(groups, learning_rate=rate, weight_decay=weight_decay, epsilon=1e-8)
-    rate = keras.optimizers.schedules.CosineDecay(lr, steps) if schedule == "cosine" else lr
-    return keras.optimizers.AdamW(learning_rate=rate, weight_decay=weight_decay, epsilon=1e-8)
+        rate = CosineSchedule(1.0, steps, schedule)
+        optimizer = BlockwiseAdamW(
+            param_groups(model, lr), learning_rate=rate, weight_decay=weight_decay, epsilon=1e-8
+        )
+    else:
+        rate = CosineSchedule(lr, steps, schedule)
+        optimizer = keras.optimizers.AdamW(
+            learning_rate=rate, weight_decay=weight_decay, epsilon=1e-8
+        )
+    optimizer.tlcourse_schedule = rate
+    return optimizer
 
 
 def reset_optimizer(optimizer: keras.optimizers.Optimizer) -> None:

@@ -11,9 +11,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
-from tqdm.keras import TqdmCallback
 
 from tlcourse.checks import check_images_and_labels
+from tlcourse.data import epoch_order
 from tlcourse.files import atomic_path
 from tlcourse.keras.models import num_outputs, to_array
 from tlcourse.keras.optim import make_optimizer, reset_optimizer
@@ -62,9 +62,11 @@ def fit(
     Same arguments and result as :func:`tlcourse.torch.fit`. The model is compiled here,
     so changes to ``trainable`` made before the call take effect. Compiling makes Keras
     trace the training step again (about two seconds on two CPU cores), so when the same
-    model object is trained again with the same trainable weights, optimiser settings and
-    penalty (e.g. once per seed, after resetting its weights), ``fit`` keeps the compiled
-    step and only resets the optimiser's state: the result is the same as after a fresh
+    model object is trained again with the same trainable weights, weight decay, penalty
+    and kind of ``lr`` (one rate, or the same per-block rates), for example once per seed
+    after resetting its weights, ``fit`` keeps the compiled step, resets the optimiser's
+    state and sets the new rate, schedule and number of steps in its
+    :class:`~tlcourse.keras.optim.CosineSchedule`: the result is the same as after a fresh
     compile.
 
     Parameters
@@ -123,12 +125,12 @@ def fit(
             raise ValueError("Give per-block learning rates or an optimizer, not both.")
         _compile(model, optimizer, penalty)
     else:
-        # Everything the compiled training step depends on; equal key, same step.
+        # Everything the compiled training step depends on; equal key, same step. The
+        # learning rate, the number of steps and the schedule are not among them: they
+        # live in the optimiser's CosineSchedule variables.
         key = (
             tuple(id(w) for w in model.trainable_weights),
-            tuple(sorted(lr.items())) if isinstance(lr, Mapping) else float(lr),
-            schedule,
-            steps,
+            tuple(sorted(lr.items())) if isinstance(lr, Mapping) else "one rate",
             float(weight_decay),
             penalty,  # compared with ==: equal tlcourse.finetune.Penalty values match
         )
@@ -137,6 +139,7 @@ def fit(
             # Keras keeps the traced step on the model (``model.train_function``) until the
             # next ``compile``: reuse it, from a freshly reset optimiser.
             reset_optimizer(current)
+            current.tlcourse_schedule.set(1.0 if isinstance(lr, Mapping) else lr, steps, schedule)
         else:
             optimizer = make_optimizer(model, lr, schedule, steps, weight_decay)
             optimizer.tlcourse_fit_key = key  # what this compile was made for
@@ -155,9 +158,8 @@ def fit(
             keras.callbacks.BackupAndRestore(str(checkpoint_path), delete_checkpoint=False)
         )
         callbacks.append(_HistoryWriter(history_file, earlier))
-    # tqdm's own Keras callback: one bar over the epochs (verbose=0), in text as elsewhere.
-    bar = TqdmCallback(num_epochs, verbose=0, tqdm_class=tqdm, desc=desc, disable=quiet)
-    callbacks.append(bar)
+    start = len(earlier.get("loss", []))  # epochs done before an interruption
+    callbacks.append(EpochBar(num_epochs, desc=desc, disable=quiet))
     if on_epoch_end is not None:
         callbacks.append(
             keras.callbacks.LambdaCallback(
@@ -165,13 +167,12 @@ def fit(
             )
         )
     result = model.fit(
-        to_array(X),
-        y,
-        batch_size=batch_size,
+        epoch_batches(to_array(X), y, batch_size, seed, range(start, num_epochs)),
         epochs=num_epochs,
-        shuffle=True,
+        steps_per_epoch=-(-len(X) // batch_size),
         verbose=0,
         validation_data=validation_data,
+        validation_batch_size=1024,
         callbacks=callbacks,
     )
     keys = ["loss", "accuracy", "val_loss", "val_accuracy"]
@@ -199,6 +200,59 @@ def _compile(model, optimizer, penalty):
     metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
     model.optimizer.build(model.trainable_variables)
+
+
+def epoch_batches(X: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epochs: range):
+    """One ``tf.data`` stream of every epoch's shuffled batches, for ``model.fit``.
+
+    Epoch ``e`` visits the images in the order :func:`tlcourse.data.epoch_order` gives
+    for ``(seed, e)``, in batches of ``batch_size`` (the last one smaller when
+    ``batch_size`` does not divide ``len(X)``). Handing ``fit`` this one stream with
+    ``steps_per_epoch`` costs Keras one iterator for the whole run; NumPy arrays instead
+    make it build a new one every epoch, which on small data sets takes longer than the
+    epoch's training steps.
+    """
+    orders = np.stack([epoch_order(len(X), seed, e) for e in epochs])
+    X_t, y_t = tf.constant(X), tf.constant(y)
+    # One worker thread and no autotuning: the gather is cheap, and extra input threads
+    # only compete with the training step for the CPU cores.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.threading.private_threadpool_size = 1
+    return (
+        tf.data.Dataset.from_tensor_slices(orders)
+        .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+        .map(lambda idx: (tf.gather(X_t, idx), tf.gather(y_t, idx)))
+        .with_options(options)
+    )
+
+
+class EpochBar(keras.callbacks.Callback):
+    """A tqdm progress bar over epochs, with the last epoch's logs (Keras' own are per step).
+
+    It defines no per-batch hook, so Keras need not hand it every step's logs.
+    """
+
+    def __init__(self, num_epochs: int, *, desc: str = "train", disable: bool = False):
+        super().__init__()
+        self.num_epochs, self.desc, self.disable = num_epochs, desc, disable
+        self.bar = None
+
+    def on_train_begin(self, logs=None):
+        self.bar = tqdm(
+            total=self.num_epochs,
+            desc=self.desc,
+            unit="epoch",
+            disable=self.disable,
+            mininterval=1.0,
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.n = epoch + 1
+        self.bar.set_postfix({k: f"{float(v):.3f}" for k, v in (logs or {}).items()})
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
 
 
 class _HistoryWriter(keras.callbacks.Callback):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import types
 from collections.abc import Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -240,6 +241,37 @@ def reset_parameters(model: nn.Module, blocks: Iterable[str] = ("head",)) -> nn.
         for module in children[name].modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
+    return model
+
+
+def _head_linear(model: nn.Module) -> nn.Linear:
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not last:
+        raise ValueError("The model has no nn.Linear layer to serve as its head.")
+    return last[-1]
+
+
+def head_shape(model: nn.Module) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of the model's head, its last ``nn.Linear`` layer.
+
+    Taught in :ref:`ch-fine-tuning`.
+    """
+    linear = _head_linear(model)
+    return linear.in_features, linear.out_features
+
+
+def set_head(model: nn.Module, weights, bias) -> nn.Module:
+    """Set the head's weights from a ``(fan_in, fan_out)`` array (the Keras layout) and bias.
+
+    Taught in :ref:`ch-fine-tuning`.
+
+    With :func:`tlcourse.finetune.head_init_values` this draws a new head as either
+    framework's default would.
+    """
+    linear = _head_linear(model)
+    with torch.no_grad():
+        linear.weight.copy_(torch.as_tensor(np.asarray(weights).T))
+        linear.bias.copy_(torch.as_tensor(np.asarray(bias)))
     return model
 
 
