@@ -150,6 +150,17 @@ def test_run_few_shot_in_keras_traces_once_and_matches_fresh_models(tiny_digits)
         quiet=True,
     )
     assert acc[1] == tk.evaluate(model, X[split.test], y[split.test])["accuracy"]
+    # A shared ``kept`` carries the model and its traced step into the next call, with
+    # another recipe (rate, batch size, length), and gives what a fresh model gives.
+    kept = {}
+    run_few_shot(tk, make_model, X, y, seeds=[0], quiet=True, kept=kept, **kwargs)
+    (model_a,) = kept.values()
+    train_function = model_a.train_function
+    other = dict(kwargs, num_epochs=3, batch_size=4, lr=1e-2)
+    shared = run_few_shot(tk, make_model, X, y, seeds=[1], quiet=True, kept=kept, **other)
+    assert model_a.train_function is train_function
+    alone = run_few_shot(tk, make_model, X, y, seeds=[1], quiet=True, **other)
+    np.testing.assert_array_equal(shared, alone)
 
 
 def test_reuse_model_refuses_a_model_of_another_shape():

@@ -69,6 +69,7 @@ def run_few_shot(
     test_per_class: int = 100,
     quiet: bool = False,
     desc: str | None = None,
+    kept: dict | None = None,
     **fit_kwargs,
 ) -> np.ndarray:
     """Train a fresh model per seed on ``k_per_class`` labelled examples; return test accuracy.
@@ -94,6 +95,10 @@ def run_few_shot(
         Hide the progress bar.
     desc : str, optional
         Label of the progress bar.
+    kept : dict, optional
+        Where the model object that every seed reuses is kept (see :func:`reuse_model`).
+        Hand the same dict to several calls that train the same architecture, for example
+        one per number of labels, and Keras traces the training step once for all of them.
     **fit_kwargs
         Passed to ``backend.fit`` (``num_epochs``, ``lr``, ``batch_size``, ...).
 
@@ -105,7 +110,7 @@ def run_few_shot(
     if not seeds:
         raise ValueError("seeds must be non-empty.")
     acc = np.zeros(len(seeds))
-    kept: dict = {}
+    kept = {} if kept is None else kept
     for i, seed in enumerate(tqdm(seeds, desc=desc or f"k={k_per_class}", disable=quiet)):
         split = make_few_shot_split(y, k_per_class, seed=int(seed), test_per_class=test_per_class)
         backend.set_seed(int(seed))
