@@ -148,7 +148,7 @@ def make_optimizer(
     Returns
     -------
     keras.optimizers.Optimizer
-        Its schedule, a :class:`CosineSchedule`, is also its ``tlcourse_schedule``
+        Its schedule, a ``CosineSchedule``, is also its ``tlcourse_schedule``
         attribute.
     """
     if isinstance(lr, Mapping):

@@ -66,7 +66,7 @@ def fit(
     and kind of ``lr`` (one rate, or the same per-block rates), for example once per seed
     after resetting its weights, ``fit`` keeps the compiled step, resets the optimiser's
     state and sets the new rate, schedule and number of steps in its
-    :class:`~tlcourse.keras.optim.CosineSchedule`: the result is the same as after a fresh
+    ``CosineSchedule`` (in ``tlcourse.keras.optim``): the result is the same as after a fresh
     compile.
 
     Parameters
