@@ -170,6 +170,7 @@ def fit(
         epoch_batches(to_array(X), y, batch_size, seed, range(start, num_epochs)),
         epochs=num_epochs,
         steps_per_epoch=-(-len(X) // batch_size),
+        shuffle=False,  # epoch_batches has shuffled them, epoch by epoch
         verbose=0,
         validation_data=validation_data,
         validation_batch_size=1024,
