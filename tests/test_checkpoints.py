@@ -388,6 +388,12 @@ def test_resume_matches_an_uninterrupted_run(backend, checkpoint, tmp_path, tiny
     h_resumed = backend.fit(resumed, X, y, checkpoint_path=tmp_path / checkpoint, **recipe)
     np.testing.assert_allclose(h_resumed["loss"], h_straight["loss"], rtol=1e-6)
     np.testing.assert_allclose(backend.predict(resumed, X), backend.predict(straight, X), atol=1e-5)
+    # Called again on the finished run: restores it and trains nothing more.
+    backend.set_seed(7)
+    again = backend.build_digit_net(width=4)
+    h_again = backend.fit(again, X, y, checkpoint_path=tmp_path / checkpoint, **recipe)
+    assert h_again == h_resumed
+    np.testing.assert_array_equal(backend.predict(again, X), backend.predict(resumed, X))
 
 
 @pytest.mark.slow

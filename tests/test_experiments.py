@@ -11,15 +11,13 @@ from tlcourse.schedules import cosine_factor
 @pytest.mark.slow
 def test_run_cross_domain_scores_every_run_on_every_test_domain(tiny_digits):
     (X, y), (X_test, y_test) = tiny_digits
-    acc = run_cross_domain(
+    args = (
         tt,
         {"a": (X, y), "b": (X[:64], y[:64])},
         {"a": (X_test, y_test), "b": (X, y), "c": (X_test[:50], y_test[:50])},
-        seeds=[0, 1],
-        num_epochs={"a": 2, "b": 1},
-        width=4,
-        quiet=True,
     )
+    kwargs = dict(seeds=[0, 1], num_epochs={"a": 2, "b": 1}, width=4, quiet=True)
+    acc = run_cross_domain(*args, **kwargs)
     assert acc.shape == (2, 2, 3)
     # Accuracies on 50 images are multiples of 1/50.
     np.testing.assert_allclose(acc[..., 2] * 50, np.round(acc[..., 2] * 50), atol=1e-9)
@@ -31,16 +29,7 @@ def test_run_cross_domain_scores_every_run_on_every_test_domain(tiny_digits):
     expected = [tt.evaluate(model, Xt, yt)["accuracy"] for Xt, yt in tests]
     np.testing.assert_allclose(acc[1, 1], expected)
     # That run, handed in as already made, is scored and not trained again: same result.
-    reused = run_cross_domain(
-        tt,
-        {"a": (X, y), "b": (X[:64], y[:64])},
-        {"a": (X_test, y_test), "b": (X, y), "c": (X_test[:50], y_test[:50])},
-        seeds=[0, 1],
-        num_epochs={"a": 2, "b": 1},
-        width=4,
-        trained={(1, "b"): model},
-        quiet=True,
-    )
+    reused = run_cross_domain(*args, trained={(1, "b"): model}, **kwargs)
     np.testing.assert_array_equal(reused, acc)
 
 

@@ -158,7 +158,9 @@ def fit(
             keras.callbacks.BackupAndRestore(str(checkpoint_path), delete_checkpoint=False)
         )
         callbacks.append(_HistoryWriter(history_file, earlier))
-    start = len(earlier.get("loss", []))  # epochs done before an interruption
+    # Epochs done before an interruption. A finished run is restored and trains no further
+    # epoch; its stream still needs one epoch to exist.
+    start = min(len(earlier.get("loss", [])), num_epochs - 1)
     callbacks.append(EpochBar(num_epochs, desc=desc, disable=quiet))
     if on_epoch_end is not None:
         callbacks.append(
