@@ -103,14 +103,10 @@ def head_init_values(kind: str, fan_in: int, fan_out: int) -> tuple[np.ndarray, 
     """
     if kind not in HEAD_INITS:
         raise ValueError(f"Unknown head_init {kind!r}; valid: {HEAD_INITS}.")
-    if kind == "pytorch":
-        bound = 1.0 / np.sqrt(fan_in)
-        weights = np.random.uniform(-bound, bound, (fan_in, fan_out))  # noqa: NPY002
-        bias = np.random.uniform(-bound, bound, fan_out)  # noqa: NPY002
-    else:
-        limit = np.sqrt(6.0 / (fan_in + fan_out))
-        weights = np.random.uniform(-limit, limit, (fan_in, fan_out))  # noqa: NPY002
-        bias = np.zeros(fan_out)
+    torch_style = kind == "pytorch"
+    bound = 1.0 / np.sqrt(fan_in) if torch_style else np.sqrt(6.0 / (fan_in + fan_out))
+    weights = np.random.uniform(-bound, bound, (fan_in, fan_out))  # noqa: NPY002
+    bias = np.random.uniform(-bound, bound, fan_out) if torch_style else np.zeros(fan_out)  # noqa: NPY002
     return weights.astype(np.float32), bias.astype(np.float32)
 
 
