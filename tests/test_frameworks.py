@@ -175,3 +175,28 @@ def test_keras_clone_of_a_model_trained_with_per_block_rates(tiny_digits):
     np.testing.assert_array_equal(tk.predict(clone, X[:16]), tk.predict(model, X[:16]))
     tk.fit(clone, X[:64], y[:64], num_epochs=1, lr=rates, quiet=True)
     assert not np.array_equal(tk.predict(clone, X[:16]), tk.predict(model, X[:16]))
+
+
+def test_keras_set_seed_seeds_keras_without_clearing_tensorflow_caches(monkeypatch):
+    """tk.set_seed repeats Keras' draws but never calls tf.random.set_seed, which clears
+    TensorFlow's kernel caches (every traced step would be instantiated again)."""
+    import keras
+    import tensorflow as tf
+
+    tk.set_seed(3)
+    first = (
+        np.random.rand(2),  # noqa: NPY002 - the global state set_seed seeds
+        keras.random.uniform((2,)).numpy(),
+        tk.build_digit_net().get_weights(),
+    )
+    monkeypatch.setattr(tf.random, "set_seed", lambda seed: pytest.fail("caches cleared"))
+    tk.set_seed(3)
+    again = (
+        np.random.rand(2),  # noqa: NPY002 - the global state set_seed seeds
+        keras.random.uniform((2,)).numpy(),
+        tk.build_digit_net().get_weights(),
+    )
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    for a, b in zip(first[2], again[2], strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -18,6 +18,7 @@ from tqdm.keras import TqdmCallback
 from tlcourse.checks import check_images_and_labels, check_positive_ints
 from tlcourse.keras.models import to_array
 from tlcourse.keras.optim import reset_optimizer
+from tlcourse.keras.training import set_seed
 
 
 class ConditionalGAN(keras.Model):
@@ -258,7 +259,7 @@ def train_gan(
     sample_epochs = set(sample_epochs)
     if sample_labels is None:
         sample_labels = np.arange(generator.num_classes)
-    keras.utils.set_random_seed(seed)
+    set_seed(seed)
     gan = _gan_for(generator, discriminator, lr, betas)
     size = min(batch_size, len(X))  # drop the last incomplete batch, as in the twin
     steps = len(X) // size

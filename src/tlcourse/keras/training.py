@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.backend.common import global_state
+from keras.src.random import seed_generator
+from keras.src.utils import rng_utils
 from tqdm import tqdm
 
 from tlcourse.checks import check_images_and_labels
@@ -21,9 +25,18 @@ from tlcourse.schedules import SCHEDULES
 
 
 def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic.
+    """Seed Python, NumPy and Keras' random draws and make TensorFlow's ops deterministic.
 
     Taught in :ref:`ch-what-is-transfer-learning`.
+
+    What ``keras.utils.set_random_seed`` does, except ``tf.random.set_seed``: TensorFlow's
+    global seed drives only TensorFlow's own stateful random ops (``tf.random.uniform`` and
+    the like), which Keras 3 and this package do not use (Keras draws from its
+    ``SeedGenerator``, reset here). Setting it also clears TensorFlow's kernel caches, so
+    every traced function (a model's training step, its prediction) is instantiated again
+    on its next call: about half a second per training run on two CPU cores, more than
+    a few-shot run takes to train. Call ``tf.random.set_seed`` yourself if your own code
+    uses TensorFlow's random ops.
 
     Parameters
     ----------
@@ -32,7 +45,12 @@ def set_seed(seed: int) -> None:
     """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
-    keras.utils.set_random_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - the global state, as Keras seeds it
+    # keras.utils.set_random_seed without its last step (see above): Keras' global
+    # SeedGenerator is recreated from this seed on its next use.
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
     tf.config.experimental.enable_op_determinism()
 
 
@@ -91,7 +109,7 @@ def fit(
     validation_data : (X_val, y_val), optional
     seed : int, default 0
         Seeds the shuffling order and every other Keras random draw: ``fit`` calls
-        :func:`set_seed` (Python, NumPy and TensorFlow, globally), which the PyTorch twin
+        :func:`set_seed` (Python, NumPy and Keras, globally), which the PyTorch twin
         does not do; the course's published numbers depend on both behaviours.
     checkpoint_path : path-like, optional
         A directory for ``keras.callbacks.BackupAndRestore``: after every epoch it saves
