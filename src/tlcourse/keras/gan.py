@@ -12,13 +12,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
-from tqdm import tqdm
-from tqdm.keras import TqdmCallback
 
 from tlcourse.checks import check_images_and_labels, check_positive_ints
 from tlcourse.keras.models import to_array
 from tlcourse.keras.optim import reset_optimizer
-from tlcourse.keras.training import set_seed
+from tlcourse.keras.training import EpochBar, set_seed
 
 
 class ConditionalGAN(keras.Model):
@@ -284,7 +282,7 @@ def train_gan(
         if epoch + 1 in sample_epochs:
             history["samples"][epoch + 1] = generate(generator, sample_labels, seed=12345)
 
-    bar = TqdmCallback(num_epochs, verbose=0, tqdm_class=tqdm, desc=desc, disable=quiet)
+    bar = EpochBar(num_epochs, desc=desc, disable=quiet)  # no per-batch hook for Keras to call
     gan.fit(
         batches,
         epochs=num_epochs,
