@@ -168,6 +168,37 @@ def test_adapt_trains_with_every_method(backend, method, domains):
     if method == "self_training":
         # threshold 0: every target image is pseudo-labelled.
         assert history["pseudo_fraction"] == [1.0] * 6
+    extra = {"dann": "domain_accuracy", "self_training": "pseudo_fraction"}
+    assert set(history) == {"loss", "align"} | ({extra[method]} if method in extra else set())
+    if method == "dann":
+        # A share of the step's 16 + 16 images told apart: a multiple of 1/32 in [0, 1].
+        counts = np.array(history["domain_accuracy"]) * 32
+        assert len(counts) == 6 and np.allclose(counts, np.round(counts), atol=1e-4)
+        assert counts.min() >= 0 and counts.max() <= 32
+
+
+@BACKENDS_SLOW_KERAS
+def test_dann_domain_accuracy_rises_when_the_features_do_not_fight_back(backend, domains):
+    """weight=0: no reversed gradient reaches the features, so the domain head learns to
+    tell inverted images from the originals; its logged accuracy must show it (a flipped
+    or mis-averaged accuracy would sit near 0 or 0.5)."""
+    (X_s, y_s), _ = domains
+    backend.set_seed(0)
+    model = backend.build_digit_net(width=4)
+    history = backend.adapt(
+        model,
+        X_s,
+        y_s,
+        1.0 - X_s,
+        method="dann",
+        weight=0.0,
+        num_steps=40,
+        batch_size=16,
+        lr=1e-2,
+        quiet=True,
+    )
+    acc = np.array(history["domain_accuracy"])
+    assert acc[-10:].mean() > 0.9, acc
 
 
 @BACKENDS_SLOW_KERAS
@@ -271,10 +302,15 @@ def test_run_adaptation_scores_every_method_and_seed(domains):
         methods,
         [0, 1],
         on_run_end=on_run_end,
+        histories=(histories := {}),
         num_steps=3,
         quiet=True,
     )
     assert acc.shape == (2, 4)
+    # Every run that trained left its per-step logs; AdaBN trains nothing.
+    assert set(histories) == {(m, s) for m in methods if m != "adabn" for s in (0, 1)}
+    assert all(len(h["loss"]) == 3 for h in histories.values())
+    assert len(histories["dann", 1]["domain_accuracy"]) == 3
     # Every cell is the score of the run it belongs to (an unfilled zero would fail).
     expected = [[scores[m, s] for m in methods] for s in (0, 1)]
     np.testing.assert_allclose(acc, expected, atol=1e-6)

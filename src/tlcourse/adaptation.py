@@ -19,6 +19,8 @@ METHODS = ("source_only", "coral", "mmd", "dann", "self_training")
 #: adaptation chapter. Deep CORAL's loss is divided by 4 d^2 (d = 64 features), so it needs
 #: a large weight to matter.
 DEFAULT_WEIGHTS = {"coral": 30.0, "mmd": 1.0, "dann": 1.0, "self_training": 1.0}
+# The per-step log that ``adapt`` keeps besides ``loss`` and ``align``, by method.
+EXTRA_LOGS = {"dann": "domain_accuracy", "self_training": "pseudo_fraction"}
 
 
 def check_method(method: str) -> str:

@@ -25,6 +25,7 @@ def run_adaptation(
     seeds: Sequence[int],
     *,
     on_run_end: Callable[[str, int, object], None] | None = None,
+    histories: dict | None = None,
     quiet: bool = False,
     **adapt_kwargs,
 ) -> np.ndarray:
@@ -55,6 +56,9 @@ def run_adaptation(
     seeds : sequence of int
     on_run_end : callable, optional
         ``on_run_end(method, seed, model)`` after each run, e.g. to keep features.
+    histories : dict, optional
+        Filled with ``{(method, seed): history}``, the per-step logs that ``backend.adapt``
+        returned, for every run that trained (all but ``"adabn"``).
     quiet : bool, default False
         Hide the progress bar over runs.
     **adapt_kwargs
@@ -88,9 +92,11 @@ def run_adaptation(
             train_as = "source_only" if method in extra else method
             if method == "target_supervised":
                 # The target's labelled images play the source; nothing to align.
-                backend.adapt(model, X_t, y_t, X_t, method=train_as, **kwargs)
+                history = backend.adapt(model, X_t, y_t, X_t, method=train_as, **kwargs)
             else:
-                backend.adapt(model, X_s, y_s, X_t, method=train_as, **kwargs)
+                history = backend.adapt(model, X_s, y_s, X_t, method=train_as, **kwargs)
+            if histories is not None:
+                histories[method, seed] = history
         if method == "source_only" and "adabn" in methods:
             source_only[seed] = backend.clone_model(model)
         if method == "adabn":

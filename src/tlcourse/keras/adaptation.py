@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from tlcourse.adaptation import batch_indices, check_adapt_inputs
+from tlcourse.adaptation import EXTRA_LOGS, batch_indices, check_adapt_inputs
 from tlcourse.checks import check_images_and_labels, check_positive_ints
 from tlcourse.keras.adversarial import GradientReversal
 from tlcourse.keras.models import num_outputs, to_array
@@ -118,8 +118,9 @@ class DomainAdapter(keras.Model):
     strength follows :func:`tlcourse.adaptation.dann_lambda`; both are computed in the step
     from the optimiser's step counter. The run's settings are variables (set them with
     :meth:`configure`), so that one traced step serves every run. Each step returns
-    ``loss`` (the task loss), ``align`` and ``pseudo_fraction`` (self-training's share of
-    confident target predictions). :func:`adapt` builds one and feeds it.
+    ``loss`` (the task loss), ``align`` and ``extra``: self-training's share of confident
+    target predictions, or DANN's domain-head accuracy on the step's batches (0 for the
+    other methods). :func:`adapt` builds one and feeds it.
 
     Parameters
     ----------
@@ -155,7 +156,7 @@ class DomainAdapter(keras.Model):
         values = {"weight": weight, "threshold": threshold, "lr": lr, "num_steps": num_steps}
         for name, value in values.items():
             self.settings[name].assign(float(value))
-        # Each step writes (loss, align, pseudo_fraction) into row ``step`` of ``records``,
+        # Each step writes (loss, align, extra) into row ``step`` of ``records``,
         # so that fit can run many steps per call (steps_per_execution) and the history
         # still has every step. A longer run needs a larger buffer, and a new trace.
         if self.records is None or self.records.shape[0] < num_steps:
@@ -189,7 +190,7 @@ class DomainAdapter(keras.Model):
         chain, method = _chain(self.classifier), self.method
         variables = self.train_variables()
         n_s = tf.shape(x_s)[0]
-        pseudo_fraction = tf.constant(0.0)
+        extra = tf.constant(0.0)
         with tf.GradientTape() as tape:
             if method == "source_only":
                 task = self.xent(y_s, self.classifier(x_s, training=True))
@@ -207,7 +208,10 @@ class DomainAdapter(keras.Model):
                     align = mmd_loss(f_s, f_t)
                 elif method == "dann":
                     domains = tf.concat([tf.zeros([n_s, 1]), tf.ones([tf.shape(x_t)[0], 1])], 0)
-                    align = self.bce(domains, self.domain_head(f, training=True))
+                    domain_logits = self.domain_head(f, training=True)
+                    align = self.bce(domains, domain_logits)
+                    said_target = tf.cast(domain_logits > 0.0, tf.float32)
+                    extra = tf.reduce_mean(tf.cast(said_target == domains, tf.float32))
                 else:  # self_training
                     logits_t = logits[n_s:]
                     probs = tf.stop_gradient(tf.nn.softmax(logits_t))
@@ -216,15 +220,15 @@ class DomainAdapter(keras.Model):
                         tf.argmax(probs, axis=1), logits_t
                     )
                     align = tf.reduce_mean(mask * ce)
-                    pseudo_fraction = tf.reduce_mean(mask)
+                    extra = tf.reduce_mean(mask)
             scale = 1.0 if method == "dann" else weight
             loss = task + scale * align
         grads = tape.gradient(loss, variables)
         self.records[tf.cast(self.optimizer.iterations, tf.int32)].assign(
-            tf.stack([task, align, pseudo_fraction])
+            tf.stack([task, align, extra])
         )
         self.optimizer.apply(grads, variables)
-        return {"loss": task, "align": align, "pseudo_fraction": pseudo_fraction}
+        return {"loss": task, "align": align, "extra": extra}
 
 
 # Steps per call into TensorFlow: fit runs them in one traced loop, with no Python between
@@ -328,10 +332,10 @@ def adapt(
         )
     finally:
         bar.close()
-    loss, align, fraction = adapter.records.numpy()[:num_steps].T.astype(float)
+    loss, align, extra = adapter.records.numpy()[:num_steps].T.astype(float)
     history: dict[str, list[float]] = {"loss": loss.tolist(), "align": align.tolist()}
-    if method == "self_training":
-        history["pseudo_fraction"] = fraction.tolist()
+    if method in EXTRA_LOGS:
+        history[EXTRA_LOGS[method]] = extra.tolist()
     return history
 
 

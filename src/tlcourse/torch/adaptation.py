@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from tlcourse.adaptation import batch_indices, check_adapt_inputs, dann_lambda
+from tlcourse.adaptation import EXTRA_LOGS, batch_indices, check_adapt_inputs, dann_lambda
 from tlcourse.checks import check_images_and_labels, check_positive_ints
 from tlcourse.torch.adversarial import GradientReversal
 from tlcourse.torch.models import device_of, num_outputs, to_tensor
@@ -180,7 +180,9 @@ def adapt(
     -------
     dict
         Per step: ``loss`` (source cross-entropy), ``align`` (the added loss before
-        weighting; 0 for ``source_only``) and, for self-training, ``pseudo_fraction``.
+        weighting; 0 for ``source_only``) and, for self-training, ``pseudo_fraction`` (the
+        share of confident target predictions) or, for DANN, ``domain_accuracy`` (the
+        domain head's accuracy on the step's source and target batches).
 
     Raises
     ------
@@ -230,11 +232,11 @@ def adapt(
             logits = head(f)
             task = F.cross_entropy(logits[: len(i_s)], y_s[i_s])
             align = _alignment(method, f, f_s, f_t, logits[len(i_s) :], domain_head, threshold)
+            if method in EXTRA_LOGS:
+                align, extra = align
+                history.setdefault(EXTRA_LOGS[method], []).append(extra)
             if method == "dann":
                 domain_head[0].lambda_ = weight * dann_lambda(step / max(num_steps - 1, 1))
-            elif method == "self_training":
-                history.setdefault("pseudo_fraction", []).append(align[1])
-                align = align[0]
         scale = 1.0 if method == "dann" else weight
         loss = task + scale * align
         optimizer.zero_grad(set_to_none=True)
@@ -256,7 +258,9 @@ def _alignment(method, f, f_s, f_t, logits_t, domain_head, threshold):
         return mmd_loss(f_s, f_t)
     if method == "dann":
         domains = torch.cat([torch.zeros(len(f_s)), torch.ones(len(f_t))]).to(f.device)
-        return F.binary_cross_entropy_with_logits(domain_head(f).squeeze(1), domains)
+        domain_logits = domain_head(f).squeeze(1)
+        accuracy = ((domain_logits > 0).float() == domains).float().mean().item()
+        return F.binary_cross_entropy_with_logits(domain_logits, domains), accuracy
     # self_training: confident target predictions become labels (no gradient through them).
     probs = logits_t.detach().softmax(1)
     confidence, pseudo = probs.max(1)
