@@ -48,9 +48,10 @@ SIGNATURE_EXCEPTIONS = {
 # code; listed so that the difference is written down where the mirror is defined.
 MEANING_NOTES = {
     "fit": (
-        "Keras' fit calls set_seed(seed), re-seeding Python, NumPy and TensorFlow globally; "
-        "PyTorch's fit seeds only its shuffling. Changing either would move every "
-        "published number."
+        "Keras' fit calls set_seed(seed), re-seeding Python, NumPy and Keras' "
+        "SeedGenerator globally (not TensorFlow's seed: setting it clears TensorFlow's "
+        "kernel caches); PyTorch's fit seeds only its shuffling. Changing either would "
+        "move every published number."
     ),
     "fit(checkpoint_path=)": (
         "a file in PyTorch (save_checkpoint of model, optimiser, scheduler, epoch, "
