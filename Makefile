@@ -77,9 +77,13 @@ linkcheck: $(STAMP)
 # Every chapter runs once, under nbval: one test per code cell, so a failing assertion fails
 # the run. Each chapter whose cells all pass goes into the execution cache, keyed on its code,
 # the package source and the pins (_ext/tlcourse_book), and the book is built from it.
+# Two chapters at a time (pytest-xdist, one file per worker), each kernel on one thread:
+# two kernels keep both cores busy, where one kernel leaves most of the second one idle.
+NOTEBOOK_WORKERS ?= 2
 notebooks: $(STAMP)
 	PYTHONPATH=_ext $(BIN)/pytest -p tlcourse_book.nbval_cache --nbval-lax --nbval-current-env \
-		-p no:cacheprovider -q --durations=10 $(NOTEBOOKS)
+		-p no:cacheprovider -q --durations=10 -n $(NOTEBOOK_WORKERS) --dist loadfile \
+		$(NOTEBOOKS)
 
 # Chromium first: a missing browser should fail the run at its start, not after an hour.
 # The book step must find every chapter in the cache the nbval run wrote: with

@@ -98,11 +98,12 @@ def _build(book: Path, **env):
     )
 
 
-def _nbval(book: Path):
+def _nbval(book: Path, *extra: str, chapters: tuple[str, ...] = ("one",)):
     return subprocess.run(
         [str(BIN / "pytest"), "-p", "tlcourse_book.nbval_cache", "--nbval-lax"]
         + ["--nbval-current-env", "-p", "no:cacheprovider", "--book-root", str(book)]
-        + ["--rootdir", str(book), "-q", str(book / "chapters" / "one.md")],
+        + ["--rootdir", str(book), "-q", *extra]
+        + [str(book / "chapters" / f"{name}.md") for name in chapters],
         capture_output=True,
         text=True,
         env=_env(),
@@ -236,6 +237,23 @@ def test_book_reuses_the_nbval_run_and_reruns_after_a_source_change(tmp_path):
     # And a build right after executes nothing.
     again = _build(book, TLCOURSE_REQUIRE_CACHED="1")
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_two_chapters_side_by_side_each_run_once_on_one_thread_and_are_cached(tmp_path):
+    book = _make_book(tmp_path / "book")
+    threads = 'import os\nprint("threads", os.environ.get("OMP_NUM_THREADS"))'
+    second = FRONT_MATTER + f"# Two\n\n```{{code-cell}} ipython3\n{threads}\n```\n"
+    (book / "chapters" / "two.md").write_text(second)
+    run = _nbval(book, "-n", "2", "--dist", "loadfile", chapters=("one", "two"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    for name, cells in (("one", 3), ("two", 1)):  # printed by the controller, once each
+        line = rf"chapters/{name}\.md ran once in \d+ s \({cells} cells; .*\), cached"
+        assert len(re.findall(line, run.stdout)) == 2, run.stdout  # live, and in the summary
+    assert len(_records(book)) == 2
+    (two,) = [r for r in _records(book) if r.uri.endswith("two.md")]
+    nb = get_cache(str(execution.cache_path(book))).get_cache_bundle(two.pk).nb
+    assert nb.cells[-1].outputs[0]["text"] == "threads 1\n"  # the kernel's environment
 
 
 @pytest.mark.slow

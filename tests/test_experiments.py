@@ -178,3 +178,17 @@ def test_clearly_above_needs_every_seed_or_a_gap_beyond_the_spread():
     assert not clearly_above([0.9, 0.8], [0.8, 0.7], margin=0.1)  # the margin is not beaten
     with pytest.raises(ValueError, match="paired"):
         clearly_above([0.9], [0.8])
+
+
+def test_no_clear_difference_fails_for_a_win_either_way_beyond_the_margin():
+    from tlcourse.experiments import no_clear_difference
+
+    torch_, keras_ = [0.80, 0.85, 0.90], [0.79, 0.86, 0.89]
+    assert no_clear_difference(torch_, keras_, margin=0.02)
+    assert no_clear_difference(keras_, torch_, margin=0.02)
+    ahead = [0.84, 0.89, 0.94]  # 4 points ahead on every seed
+    assert not no_clear_difference(ahead, keras_, margin=0.02)
+    assert not no_clear_difference(keras_, ahead, margin=0.02)  # symmetric
+    assert no_clear_difference(ahead, keras_, margin=0.06)  # within a wider margin
+    noisy = [0.70, 0.95, 0.88]  # a 3-point mean gap, but one seed behind: no clear win
+    assert no_clear_difference(noisy, [0.80, 0.80, 0.82], margin=0.0)

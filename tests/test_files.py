@@ -25,3 +25,22 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise KeyboardInterrupt
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["history.json"]
+
+
+def test_file_lock_excludes_another_process_until_released(tmp_path):
+    import subprocess
+    import sys
+
+    from tlcourse.files import file_lock
+
+    lock = tmp_path / "cache" / "x.lock"
+    probe = (
+        "import fcntl, sys\n"
+        f"h = open({str(lock)!r}, 'a')\n"
+        "try:\n    fcntl.flock(h, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n    sys.exit(3)\n"
+    )
+    with file_lock(lock):
+        held = subprocess.run([sys.executable, "-c", probe], timeout=60)
+    free = subprocess.run([sys.executable, "-c", probe], timeout=60)
+    assert (held.returncode, free.returncode) == (3, 0)

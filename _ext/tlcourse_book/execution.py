@@ -24,6 +24,8 @@ from pathlib import Path
 
 import nbformat
 
+from tlcourse.files import file_lock
+
 #: Hex digits of the environment hash used in the cache folder's name.
 HASH_LENGTH = 16
 #: Cache folders of other environments kept (the newest ones) when a new one is made.
@@ -151,15 +153,17 @@ def store_executed(
         for out in cell.outputs:
             if out.get("output_type") == "execute_result":
                 out["execution_count"] = count
-    cache = get_cache(str(cache_folder))
-    for record in cache.list_cache_records():
-        if record.uri == uri:
-            cache.remove_cache(record.pk)
-    return cache.cache_notebook_bundle(
-        CacheBundleIn(executed, uri, data={"execution_seconds": seconds}),
-        check_validity=True,
-        overwrite=True,
-    )
+    # Locked: chapters run side by side (make notebooks runs two at once) write one cache.
+    with file_lock(Path(cache_folder) / ".tlcourse-write.lock"):
+        cache = get_cache(str(cache_folder))
+        for record in cache.list_cache_records():
+            if record.uri == uri:
+                cache.remove_cache(record.pk)
+        return cache.cache_notebook_bundle(
+            CacheBundleIn(executed, uri, data={"execution_seconds": seconds}),
+            check_validity=True,
+            overwrite=True,
+        )
 
 
 def cached_record(cache_folder: str | Path, notebook: nbformat.NotebookNode):

@@ -63,10 +63,26 @@ def pytest_addoption(parser):
     )
 
 
+#: What a kernel may use when several chapters run side by side (``pytest -n 2``): one
+#: thread each, so two kernels share two cores instead of four threads fighting for them.
+#: TensorFlow gains little from a second thread on these small models; PyTorch's
+#: channels-last digit net on one thread is about as fast as on two.
+ONE_THREAD = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+}
+
+
 def pytest_configure(config):
     option = config.getoption("book_root")
     if option and not (Path(option) / "_config.yml").is_file():
         raise pytest.UsageError(f"--book-root {option}: no _config.yml there")
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    if workers > 1:  # an xdist worker: its kernels inherit this environment
+        for name, value in ONE_THREAD.items():
+            os.environ.setdefault(name, value)
 
 
 def _book_root(config) -> Path:
@@ -121,13 +137,34 @@ class MystNotebook(IPyNbFile):
             note = f"not cached: {n_cells - len(passed)} of {n_cells} cells did not pass"
         code = [cell.source for cell in self.nb.cells if cell.cell_type == "code"]
         split = split_seconds([(code[n], t) for n, t in self.durations.items()])
-        totals = self.config.stash.setdefault(_TOTALS, dict.fromkeys(FRAMEWORK_LABELS, 0.0))
-        for label, value in split.items():
-            totals[label] += value
-        _report(
-            self.config,
-            f"{name} ran once in {seconds:.0f} s ({n_cells} cells; {format_split(split)}), {note}",
-        )
+        line = f"{name} ran once in {seconds:.0f} s ({n_cells} cells; {format_split(split)})"
+        line = f"{line}, {note}"
+        # Carried by the last cell's teardown report (below), which xdist's workers send to
+        # the process that prints.
+        self.summary = {"line": line, "split": split}
+
+
+_PROPERTY = "tlcourse_chapter"
+
+
+def pytest_runtest_logreport(report):
+    """Print a chapter's line when its last cell's teardown report arrives."""
+    for name, value in report.user_properties:
+        if name == _PROPERTY and _CONFIG is not None:
+            totals = _CONFIG.stash.setdefault(_TOTALS, dict.fromkeys(FRAMEWORK_LABELS, 0.0))
+            for label, seconds in value["split"].items():
+                totals[label] += seconds
+            _report(_CONFIG, value["line"])
+
+
+_CONFIG = None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    global _CONFIG
+    # In an xdist worker the controller prints; the worker only forwards the reports.
+    _CONFIG = None if hasattr(session.config, "workerinput") else session.config
 
 
 def _report(config, line: str) -> None:
@@ -162,4 +199,8 @@ def pytest_runtest_makereport(item, call):
             parent.durations[item.cell_num] = report.duration
         elif report.outcome != "passed":  # set-up or teardown failed, or skipped
             parent.outcomes[item.cell_num] = (report.outcome, [])
+        summary = getattr(parent, "summary", None)
+        if report.when == "teardown" and summary is not None:
+            report.user_properties.append((_PROPERTY, summary))
+            parent.summary = None
     return report

@@ -35,7 +35,7 @@ from tlcourse.experiments.gan_augmentation import (
     run_gan_augmentation,
     score_samples,
 )
-from tlcourse.experiments.summary import clearly_above, format_mean_std
+from tlcourse.experiments.summary import clearly_above, format_mean_std, no_clear_difference
 
 __all__ = [
     "ARMS",
@@ -45,6 +45,7 @@ __all__ = [
     "clearly_above",
     "format_mean_std",
     "make_arm_sets",
+    "no_clear_difference",
     "reuse_model",
     "run_adaptation",
     "run_cross_domain",

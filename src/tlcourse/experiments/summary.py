@@ -49,3 +49,18 @@ def clearly_above(a, b, *, margin: float = 0.0) -> bool:
         )
     gap = a - b
     return bool((gap > margin).all() or gap.mean() - margin > gap.std(ddof=1))
+
+
+def no_clear_difference(a, b, *, margin: float) -> bool:
+    """Whether neither of ``a`` and ``b`` beats the other by more than ``margin``.
+
+    The book's test that two columns agree (the same experiment in PyTorch and in
+    TensorFlow, say): by the rule of :func:`clearly_above`, no win of more than ``margin``
+    either way, on every seed or beyond the spread of the per-seed gaps.
+
+    Raises
+    ------
+    ValueError
+        As :func:`clearly_above`.
+    """
+    return not clearly_above(a, b, margin=margin) and not clearly_above(b, a, margin=margin)

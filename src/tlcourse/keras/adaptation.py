@@ -19,7 +19,7 @@ from tqdm import tqdm
 from tlcourse.adaptation import EXTRA_LOGS, batch_indices, check_adapt_inputs
 from tlcourse.checks import check_images_and_labels, check_positive_ints
 from tlcourse.keras.adversarial import GradientReversal
-from tlcourse.keras.models import num_outputs, to_array
+from tlcourse.keras.models import num_outputs, to_array, torch_like_dense
 from tlcourse.keras.optim import reset_optimizer
 
 
@@ -91,8 +91,8 @@ def build_domain_head(in_features: int, hidden: int = 64) -> keras.Sequential:
         [
             keras.Input((in_features,)),
             GradientReversal(0.0, name="grl"),
-            keras.layers.Dense(hidden, activation="relu", name="hidden"),
-            keras.layers.Dense(1, name="domain_logit"),
+            torch_like_dense(hidden, in_features, name="hidden", activation="relu"),
+            torch_like_dense(1, hidden, name="domain_logit"),
         ],
         name="domain_head",
     )

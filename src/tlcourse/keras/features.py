@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from tlcourse.checks import check_images_and_labels
-from tlcourse.keras.models import to_array
+from tlcourse.keras.models import to_array, torch_like_dense
 from tlcourse.keras.training import fit
 
 
@@ -76,9 +76,12 @@ def build_linear_head(in_features: int, num_classes: int = 10) -> keras.Model:
     """A linear classifier on ``in_features``-dimensional features (logits out).
 
     Taught in :ref:`ch-feature-extraction`.
+
+    Initialised as PyTorch's ``nn.Linear`` is (:func:`tlcourse.keras.models.torch_like_dense`),
+    so the two frameworks' probes start from the same distribution.
     """
     return keras.Sequential(
-        [keras.Input((in_features,)), keras.layers.Dense(num_classes, name="head")]
+        [keras.Input((in_features,)), torch_like_dense(num_classes, in_features, name="head")]
     )
 
 

@@ -90,13 +90,49 @@ def weights_by_path(model: keras.Model) -> dict[str, keras.Variable]:
     return weights
 
 
+def torch_like_dense(units: int, fan_in: int, name: str, **kwargs) -> keras.layers.Dense:
+    """A ``Dense`` layer initialised as PyTorch initialises ``nn.Linear(fan_in, units)``.
+
+    PyTorch draws weights and biases uniformly from +-1/sqrt(fan_in); Keras' defaults
+    (Glorot-uniform weights, zero biases) start about twice as large for a 10-class head.
+    With the same starting distribution, a side-by-side table of the two frameworks
+    compares their training, not their defaults.
+    """
+    bound = 1.0 / float(np.sqrt(fan_in))
+    return layers.Dense(
+        units,
+        kernel_initializer=torch_kernel_init(),
+        bias_initializer=keras.initializers.RandomUniform(-bound, bound),
+        name=name,
+        **kwargs,
+    )
+
+
+def torch_kernel_init() -> keras.initializers.Initializer:
+    """PyTorch's default for conv and linear weights, ``kaiming_uniform_(a=sqrt(5))``.
+
+    That is uniform on +-1/sqrt(fan_in): Keras' ``VarianceScaling`` with scale 1/3 (its
+    limit is sqrt(3 * scale / fan_in)). A new instance per layer: an unseeded Keras
+    initializer draws its seed when it is made, so one instance shared by two layers would
+    give them the same values.
+    """
+    return keras.initializers.VarianceScaling(scale=1 / 3, mode="fan_in", distribution="uniform")
+
+
 def _conv_block(name: str, filters: int, pool: keras.layers.Layer) -> keras.Sequential:
     # Layer names match the PyTorch twin (block1/conv/kernel <-> block1.conv.weight), and
     # explicit names keep weight paths identical between two instances of the model.
     # BatchNorm as in PyTorch's defaults: Keras' momentum 0.9 is PyTorch's 0.1.
     return keras.Sequential(
         [
-            layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv"),
+            layers.Conv2D(
+                filters,
+                3,
+                padding="same",
+                use_bias=False,
+                kernel_initializer=torch_kernel_init(),
+                name="conv",
+            ),
             layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="bn"),
             layers.ReLU(name="relu"),
             pool,
@@ -114,6 +150,8 @@ def build_digit_net(num_classes: int = 10, width: int = 16, in_channels: int = 1
     are conv-BN-ReLU-maxpool, ``block3`` is conv-BN-ReLU plus global average pooling to a
     ``4 * width`` feature vector, ``head`` the linear classifier (logits, no softmax).
     Each block is a nested model, so ``model.get_layer("block2").output`` is a feature map.
+    Weights start from PyTorch's default distributions (see :func:`torch_like_dense`), so
+    a fresh network in either framework is a draw from the same distribution.
 
     Parameters
     ----------
@@ -139,7 +177,7 @@ def build_digit_net(num_classes: int = 10, width: int = 16, in_channels: int = 1
     block1 = _conv_block("block1", w, layers.MaxPooling2D(2, name="pool"))
     block2 = _conv_block("block2", 2 * w, layers.MaxPooling2D(2, name="pool"))
     block3 = _conv_block("block3", 4 * w, layers.GlobalAveragePooling2D(name="pool"))
-    head = layers.Dense(num_classes, name="head")
+    head = torch_like_dense(num_classes, 4 * w, name="head")
     outputs = head(block3(block2(block1(inputs))))
     return keras.Model(inputs, outputs, name="digit_net")
 

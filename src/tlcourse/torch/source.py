@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from tlcourse.files import file_lock
 from tlcourse.source import SourceRecipe, pretrain_source_model
 from tlcourse.torch.checkpoints import load_checkpoint, save_checkpoint
 from tlcourse.torch.models import build_digit_net
@@ -38,13 +39,15 @@ def get_source_model(
     """
     recipe = recipe or SourceRecipe()
     path = recipe.cache_path("torch", ".pt")
-    if path.exists() and not retrain:
-        model = build_digit_net(width=recipe.width)
-        history = load_checkpoint(path, model)["history"]
-    else:
-        from tlcourse import torch as backend  # here, not on top: it imports this module
+    # Locked: a second process asking at the same time waits for this one's training.
+    with file_lock(path.with_name(path.name + ".lock")):
+        if path.exists() and not retrain:
+            model = build_digit_net(width=recipe.width)
+            history = load_checkpoint(path, model)["history"]
+        else:
+            from tlcourse import torch as backend  # here, not on top: it imports this module
 
-        model, history = pretrain_source_model(backend, recipe, quiet=quiet)
-        save_checkpoint(path, model, history=history)
+            model, history = pretrain_source_model(backend, recipe, quiet=quiet)
+            save_checkpoint(path, model, history=history)
     model.eval()
     return (model, history) if with_history else model
