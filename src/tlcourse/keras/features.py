@@ -77,7 +77,7 @@ def build_linear_head(in_features: int, num_classes: int = 10) -> keras.Model:
 
     Taught in :ref:`ch-feature-extraction`.
 
-    Initialised as PyTorch's ``nn.Linear`` is (:func:`tlcourse.keras.models.torch_like_dense`),
+    Initialised as PyTorch's ``nn.Linear`` is (``tlcourse.keras.models.torch_like_dense``),
     so the two frameworks' probes start from the same distribution.
     """
     return keras.Sequential(
