@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tlcourse.batching import INFERENCE_BATCH_SIZE
 from tlcourse.checks import check_images_and_labels
 from tlcourse.keras.models import to_array, torch_like_dense
 from tlcourse.keras.training import fit
@@ -19,7 +20,7 @@ def feature_layers(model: keras.Model) -> list[str]:
 
 
 def extract_features(
-    model: keras.Model, X, *, layer: str | None = None, batch_size: int = 512
+    model: keras.Model, X, *, layer: str | None = None, batch_size: int = INFERENCE_BATCH_SIZE
 ) -> np.ndarray:
     """Run ``model`` in inference mode and return the output of ``layer``, flattened.
 
@@ -37,7 +38,7 @@ def extract_features(
     layer : str, optional
         A top-level layer name (``"block2"``, ``"out_relu"``); ``None`` means the layer
         before the last one (the input of the classifier head).
-    batch_size : int, default 512
+    batch_size : int, default INFERENCE_BATCH_SIZE (256)
 
     Returns
     -------

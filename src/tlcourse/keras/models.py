@@ -150,8 +150,9 @@ def build_digit_net(num_classes: int = 10, width: int = 16, in_channels: int = 1
     are conv-BN-ReLU-maxpool, ``block3`` is conv-BN-ReLU plus global average pooling to a
     ``4 * width`` feature vector, ``head`` the linear classifier (logits, no softmax).
     Each block is a nested model, so ``model.get_layer("block2").output`` is a feature map.
-    Weights start from PyTorch's default distributions (see ``tlcourse.keras.models.torch_like_dense``), so
-    a fresh network in either framework is a draw from the same distribution.
+    Weights start from PyTorch's default distributions (see
+    ``tlcourse.keras.models.torch_like_dense``), so a fresh network in either framework is
+    a draw from the same distribution.
 
     Parameters
     ----------

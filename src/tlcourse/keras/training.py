@@ -16,6 +16,7 @@ from keras.src.random import seed_generator
 from keras.src.utils import rng_utils
 from tqdm import tqdm
 
+from tlcourse.batching import INFERENCE_BATCH_SIZE
 from tlcourse.checks import check_images_and_labels
 from tlcourse.data import epoch_order
 from tlcourse.files import atomic_path
@@ -193,7 +194,7 @@ def fit(
         shuffle=False,  # epoch_batches has shuffled them, epoch by epoch
         verbose=0,
         validation_data=validation_data,
-        validation_batch_size=1024,
+        validation_batch_size=INFERENCE_BATCH_SIZE,
         callbacks=callbacks,
     )
     keys = ["loss", "accuracy", "val_loss", "val_accuracy"]
@@ -290,7 +291,7 @@ class _HistoryWriter(keras.callbacks.Callback):
             tmp.write_text(json.dumps(self.history))
 
 
-def predict(model: keras.Model, X, *, batch_size: int = 1024) -> np.ndarray:
+def predict(model: keras.Model, X, *, batch_size: int = INFERENCE_BATCH_SIZE) -> np.ndarray:
     """Return the model's logits for ``X`` as a NumPy array, in inference mode.
 
     Taught in :ref:`ch-pretraining`.
@@ -300,7 +301,7 @@ def predict(model: keras.Model, X, *, batch_size: int = 1024) -> np.ndarray:
     model : keras.Model
     X : array-like
         Images ``(N, H, W)`` or ``(N, H, W, C)``.
-    batch_size : int, default 1024
+    batch_size : int, default INFERENCE_BATCH_SIZE (256)
 
     Returns
     -------
@@ -316,7 +317,9 @@ def predict(model: keras.Model, X, *, batch_size: int = 1024) -> np.ndarray:
     return np.concatenate(out)
 
 
-def evaluate(model: keras.Model, X, y, *, batch_size: int = 1024) -> dict[str, float]:
+def evaluate(
+    model: keras.Model, X, y, *, batch_size: int = INFERENCE_BATCH_SIZE
+) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``(X, y)``, in inference mode.
 
     Taught in :ref:`ch-what-is-transfer-learning`.

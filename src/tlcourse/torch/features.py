@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tlcourse.batching import INFERENCE_BATCH_SIZE
 from tlcourse.checks import check_images_and_labels
 from tlcourse.torch.models import device_of, to_tensor
 from tlcourse.torch.training import fit
@@ -25,7 +26,7 @@ def feature_layers(model: nn.Module) -> list[str]:
 
 @torch.no_grad()
 def extract_features(
-    model: nn.Module, X, *, layer: str | None = None, batch_size: int = 512
+    model: nn.Module, X, *, layer: str | None = None, batch_size: int = INFERENCE_BATCH_SIZE
 ) -> np.ndarray:
     """Run ``model`` frozen (``eval()``, no gradients) and return the output of ``layer``.
 
@@ -43,7 +44,7 @@ def extract_features(
     layer : str, optional
         A name from ``model.named_modules()`` (``"block2"``, ``"layer4"``, ``"avgpool"``);
         ``None`` means everything but the last top-level child (the classifier head).
-    batch_size : int, default 512
+    batch_size : int, default INFERENCE_BATCH_SIZE (256)
 
     Returns
     -------

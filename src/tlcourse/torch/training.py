@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from tlcourse.batching import INFERENCE_BATCH_SIZE
 from tlcourse.checks import check_images_and_labels
 from tlcourse.schedules import SCHEDULES
 from tlcourse.torch.checkpoints import load_checkpoint, save_checkpoint
@@ -189,7 +190,7 @@ def fit(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, X, *, batch_size: int = 1024) -> np.ndarray:
+def predict(model: nn.Module, X, *, batch_size: int = INFERENCE_BATCH_SIZE) -> np.ndarray:
     """Return the model's logits for ``X`` as a NumPy array, in eval mode without gradients.
 
     Taught in :ref:`ch-pretraining`.
@@ -199,7 +200,7 @@ def predict(model: nn.Module, X, *, batch_size: int = 1024) -> np.ndarray:
     model : torch.nn.Module
     X : array-like
         Images ``(N, H, W)`` or ``(N, C, H, W)``.
-    batch_size : int, default 1024
+    batch_size : int, default INFERENCE_BATCH_SIZE (256)
 
     Returns
     -------
@@ -219,7 +220,7 @@ def predict(model: nn.Module, X, *, batch_size: int = 1024) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
-def evaluate(model: nn.Module, X, y, *, batch_size: int = 1024) -> dict[str, float]:
+def evaluate(model: nn.Module, X, y, *, batch_size: int = INFERENCE_BATCH_SIZE) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``(X, y)``, in eval mode.
 
     Taught in :ref:`ch-what-is-transfer-learning`.
