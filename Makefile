@@ -17,11 +17,12 @@ CHAPTERS := $(sort $(wildcard chapters/*.md))
 # Every page that is a notebook: the chapters, and the results page (machine and versions).
 NOTEBOOKS := $(CHAPTERS) appendix/results.md
 
-.PHONY: help setup book test lint unit notebooks site linkcheck clean
+.PHONY: help setup book test test-portable lint unit notebooks site linkcheck clean
 
 help:
 	@echo "make book   build the book into _build/html (creates .venv on first use)"
 	@echo "make test   lint, unit tests, every chapter under nbval, the book build, the browser test"
+	@echo "make test-portable   every chapter under nbval with one thread, no oneDNN, an empty data cache"
 	@echo "make linkcheck   check the book's external links (needs internet; not part of make test)"
 
 # The stamp is rebuilt when the pins change, so `make` re-installs exactly then.
@@ -84,6 +85,16 @@ notebooks: $(STAMP)
 	PYTHONPATH=_ext $(BIN)/pytest -p tlcourse_book.nbval_cache --nbval-lax --nbval-current-env \
 		-p no:cacheprovider -q --durations=10 -n $(NOTEBOOK_WORKERS) --dist loadfile \
 		$(NOTEBOOKS)
+
+# The chapters as a reader's laptop may run them: one thread per kernel, TensorFlow without
+# its oneDNN kernels, and an empty data cache, so the synthetic digits are rendered and the
+# source model is pretrained again under those settings. Every assertion must still hold.
+# Nothing is stored for the book (TLCOURSE_BOOK_CACHE=0): the book shows make test's run.
+test-portable: $(STAMP)
+	@cache=$$(mktemp -d); trap 'rm -rf "$$cache"' EXIT; \
+	export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
+		TF_ENABLE_ONEDNN_OPTS=0 TLCOURSE_CACHE_DIR="$$cache" TLCOURSE_BOOK_CACHE=0; \
+	$(call timed,every chapter under nbval$(comma) portable settings,$(MAKE) --no-print-directory notebooks)
 
 # Chromium first: a missing browser should fail the run at its start, not after an hour.
 # The book step must find every chapter in the cache the nbval run wrote: with

@@ -98,7 +98,7 @@ def _build(book: Path, **env):
     )
 
 
-def _nbval(book: Path, *extra: str, chapters: tuple[str, ...] = ("one",)):
+def _nbval(book: Path, *extra: str, chapters: tuple[str, ...] = ("one",), **env):
     return subprocess.run(
         [str(BIN / "pytest"), "-p", "tlcourse_book.nbval_cache", "--nbval-lax"]
         + ["--nbval-current-env", "-p", "no:cacheprovider", "--book-root", str(book)]
@@ -106,7 +106,7 @@ def _nbval(book: Path, *extra: str, chapters: tuple[str, ...] = ("one",)):
         + [str(book / "chapters" / f"{name}.md") for name in chapters],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=_env(**env),
         cwd=book,
         timeout=300,
     )
@@ -254,6 +254,18 @@ def test_two_chapters_side_by_side_each_run_once_on_one_thread_and_are_cached(tm
     (two,) = [r for r in _records(book) if r.uri.endswith("two.md")]
     nb = get_cache(str(execution.cache_path(book))).get_cache_bundle(two.pk).nb
     assert nb.cells[-1].outputs[0]["text"] == "threads 1\n"  # the kernel's environment
+
+
+def test_a_run_with_the_book_cache_off_runs_every_cell_and_stores_nothing(tmp_path):
+    book = _make_book(tmp_path / "book")
+    run = _nbval(book, TLCOURSE_BOOK_CACHE="0")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "3 passed" in run.stdout
+    assert "chapters/one.md ran once" in run.stdout
+    assert "not cached (TLCOURSE_BOOK_CACHE=0)" in run.stdout
+    assert _records(book) == []
+    again = _nbval(book)  # the same chapter with the cache on is stored
+    assert again.returncode == 0 and len(_records(book)) == 1, again.stdout
 
 
 @pytest.mark.slow

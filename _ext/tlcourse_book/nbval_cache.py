@@ -6,7 +6,9 @@ Markdown notebook is read as MyST-NB reads it and run by nbval, one test per cod
 When every cell of a chapter has passed, the executed notebook, with the outputs nbval
 collected, goes into the execution cache of the current environment
 (:func:`tlcourse_book.execution.cache_path`), where the book build finds it and executes
-nothing. A chapter with a failing or skipped cell is not cached.
+nothing. A chapter with a failing or skipped cell is not cached, and neither is any
+chapter of a run with ``TLCOURSE_BOOK_CACHE=0`` (``make test-portable``: a run under a
+reader's settings, whose outputs the book must not show).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ _USES = {
     "TensorFlow": re.compile(r"\btk\b|\bkeras\b|\btensorflow\b|\btf\."),
 }
 FRAMEWORK_LABELS = ("PyTorch", "TensorFlow", "both", "neither")
+#: Set to ``0`` to run the chapters without storing them for the book build.
+BOOK_CACHE = "TLCOURSE_BOOK_CACHE"
 
 
 def framework_of(source: str) -> str:
@@ -128,7 +132,11 @@ class MystNotebook(IPyNbFile):
         n_cells = sum(cell.cell_type == "code" for cell in self.nb.cells)
         passed = [n for n, (outcome, _) in self.outcomes.items() if outcome == "passed"]
         name = Path(os.path.relpath(self.path, self.book_root)).as_posix()
-        if len(passed) == n_cells:
+        if os.environ.get(BOOK_CACHE, "") == "0":
+            note = f"not cached ({BOOK_CACHE}=0)"
+            if len(passed) < n_cells:
+                note += f"; {n_cells - len(passed)} of {n_cells} cells did not pass"
+        elif len(passed) == n_cells:
             folder = execution.cache_path(self.book_root)
             outputs = [self.outcomes[n][1] for n in range(n_cells)]
             execution.store_executed(folder, self.nb, outputs, str(self.path), seconds)
