@@ -24,9 +24,6 @@ from nbval.plugin import IPyNbCell, IPyNbFile, find_comment_markers, find_metada
 
 from tlcourse_book import execution
 
-_LINES = pytest.StashKey[list]()
-_TOTALS = pytest.StashKey[dict]()
-
 # Which framework a code cell drives, read from its source: the course's aliases
 # (``tt``/``tk``, also when passed as the backend of an experiment loop) and the
 # frameworks' own names.
@@ -83,10 +80,12 @@ def pytest_configure(config):
     option = config.getoption("book_root")
     if option and not (Path(option) / "_config.yml").is_file():
         raise pytest.UsageError(f"--book-root {option}: no _config.yml there")
-    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
-    if workers > 1:  # an xdist worker: its kernels inherit this environment
-        for name, value in ONE_THREAD.items():
-            os.environ.setdefault(name, value)
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller prints
+        if int(config.workerinput.get("workercount", 1)) > 1:  # kernels inherit this
+            for name, value in ONE_THREAD.items():
+                os.environ.setdefault(name, value)
+    else:
+        config.pluginmanager.register(ChapterLines(config), "tlcourse-chapter-lines")
 
 
 def _book_root(config) -> Path:
@@ -155,45 +154,42 @@ class MystNotebook(IPyNbFile):
 _PROPERTY = "tlcourse_chapter"
 
 
-def pytest_runtest_logreport(report):
-    """Print a chapter's line when its last cell's teardown report arrives."""
-    for name, value in report.user_properties:
-        if name == _PROPERTY and _CONFIG is not None:
-            totals = _CONFIG.stash.setdefault(_TOTALS, dict.fromkeys(FRAMEWORK_LABELS, 0.0))
-            for label, seconds in value["split"].items():
-                totals[label] += seconds
-            _report(_CONFIG, value["line"])
+class ChapterLines:
+    """Prints each chapter's line as its last cell's teardown report arrives, then all.
 
+    Registered in the process that prints (the xdist controller, or the only process):
+    xdist's workers forward their reports to it.
+    """
 
-_CONFIG = None
+    def __init__(self, config):
+        self.config = config
+        self.lines: list[str] = []
+        self.totals = dict.fromkeys(FRAMEWORK_LABELS, 0.0)
 
+    def pytest_runtest_logreport(self, report):
+        for name, value in report.user_properties:
+            if name == _PROPERTY:
+                for label, seconds in value["split"].items():
+                    self.totals[label] += seconds
+                self.lines.append(value["line"])
+                self._write_now(value["line"])
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionstart(session):
-    global _CONFIG
-    # In an xdist worker the controller prints; the worker only forwards the reports.
-    _CONFIG = None if hasattr(session.config, "workerinput") else session.config
+    def _write_now(self, line: str) -> None:
+        """Print ``line`` now, past pytest's output capture."""
+        manager = self.config.pluginmanager
+        reporter = manager.get_plugin("terminalreporter")
+        capture = manager.get_plugin("capturemanager")
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(line)
 
-
-def _report(config, line: str) -> None:
-    """Print ``line`` now (past pytest's output capture) and again in the summary."""
-    config.stash.setdefault(_LINES, []).append(line)
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    if reporter is not None and capture is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(line)
-
-
-def pytest_terminal_summary(terminalreporter, config):
-    lines = config.stash.get(_LINES, [])
-    if lines:
-        terminalreporter.section("chapters, each executed once")
-        for line in lines:
-            terminalreporter.write_line(line)
-    totals = config.stash.get(_TOTALS, None)
-    if totals and len(lines) > 1:
-        terminalreporter.write_line(f"all pages: {format_split(totals)}")
+    def pytest_terminal_summary(self, terminalreporter):
+        if self.lines:
+            terminalreporter.section("chapters, each executed once")
+            for line in self.lines:
+                terminalreporter.write_line(line)
+        if len(self.lines) > 1:
+            terminalreporter.write_line(f"all pages: {format_split(self.totals)}")
 
 
 @pytest.hookimpl(wrapper=True)
