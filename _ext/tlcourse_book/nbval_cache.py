@@ -131,17 +131,16 @@ class MystNotebook(IPyNbFile):
         n_cells = sum(cell.cell_type == "code" for cell in self.nb.cells)
         passed = [n for n, (outcome, _) in self.outcomes.items() if outcome == "passed"]
         name = Path(os.path.relpath(self.path, self.book_root)).as_posix()
+        failed = f"{n_cells - len(passed)} of {n_cells} cells did not pass"
         if os.environ.get(BOOK_CACHE, "") == "0":
-            note = f"not cached ({BOOK_CACHE}=0)"
-            if len(passed) < n_cells:
-                note += f"; {n_cells - len(passed)} of {n_cells} cells did not pass"
+            note = f"not cached ({BOOK_CACHE}=0)" + (f"; {failed}" if len(passed) < n_cells else "")
         elif len(passed) == n_cells:
             folder = execution.cache_path(self.book_root)
             outputs = [self.outcomes[n][1] for n in range(n_cells)]
             execution.store_executed(folder, self.nb, outputs, str(self.path), seconds)
             note = "cached for the book build"
         else:
-            note = f"not cached: {n_cells - len(passed)} of {n_cells} cells did not pass"
+            note = f"not cached: {failed}"
         code = [cell.source for cell in self.nb.cells if cell.cell_type == "code"]
         split = split_seconds([(code[n], t) for n, t in self.durations.items()])
         line = f"{name} ran once in {seconds:.0f} s ({n_cells} cells; {format_split(split)})"
