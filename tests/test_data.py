@@ -53,7 +53,7 @@ def test_cache_dir_follows_environment(private_cache):
 def test_twenty_thousand_synthetic_digits_in_under_30_cpu_seconds():
     # CPU seconds of this process, not wall-clock time: the unit tests run on every core
     # (pytest -n auto), and another worker's load must not fail a test of this one's work.
-    # Measured: 8 to 16 s on this project's machines, whose speeds differ by up to 2x; the
+    # One CI machine took 16.1 s; machines differ in speed by up to 2x, so the
     # bound catches a renderer that became several times slower, not a slower machine.
     start = time.process_time()
     X, _ = data.make_synthetic_digits(20_000, seed=123, use_cache=False)
