@@ -80,8 +80,13 @@ linkcheck: $(STAMP)
 # the package source and the pins (_ext/tlcourse_book), and the book is built from it.
 # Two chapters at a time (pytest-xdist, one file per worker), each kernel on one thread:
 # two kernels keep both cores busy, where one kernel leaves most of the second one idle.
+# The source model that most chapters start from is pretrained first (or found in the data
+# cache), so that no chapter waits for another one to train it.
 NOTEBOOK_WORKERS ?= 2
 notebooks: $(STAMP)
+	@start=$$(date +%s); \
+	$(BIN)/python -c 'import tlcourse.torch as tt; tt.get_source_model()'; \
+	echo "source model ready in $$(( $$(date +%s) - start )) s"
 	PYTHONPATH=_ext $(BIN)/pytest -p tlcourse_book.nbval_cache --nbval-lax --nbval-current-env \
 		-p no:cacheprovider -q --durations=10 -n $(NOTEBOOK_WORKERS) --dist loadfile \
 		$(NOTEBOOKS)
