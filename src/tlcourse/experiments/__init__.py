@@ -26,6 +26,7 @@ from tlcourse.experiments.few_shot import (
 )
 from tlcourse.experiments.fine_tuning import (
     TRANSFER_VARIANTS,
+    run_lr_selection,
     run_strategies,
     run_transferability,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "run_cross_domain",
     "run_few_shot",
     "run_gan_augmentation",
+    "run_lr_selection",
     "run_strategies",
     "run_transferability",
     "score_samples",

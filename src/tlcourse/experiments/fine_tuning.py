@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from tlcourse.augment import augment_digits
 from tlcourse.data import Dataset, make_few_shot_split
+from tlcourse.selection import select_on_validation, stratified_folds
 
 
 def run_strategies(
@@ -85,6 +86,101 @@ def run_strategies(
         scores += [backend.evaluate(model, Xe, ye)["accuracy"] for Xe, ye in extra.values()]
         results[name][i] = scores
     return results
+
+
+def run_lr_selection(
+    backend: ModuleType,
+    source,
+    strategy,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    k_per_class: int,
+    seeds: Sequence[int],
+    lrs: Sequence[float],
+    n_folds: int = 2,
+    test_per_class: int = 100,
+    quiet: bool = False,
+    **recipe,
+) -> dict[str, np.ndarray]:
+    """Choose the learning rate of one fine-tuning strategy on validation data, per seed.
+
+    Taught in :ref:`ch-fine-tuning`.
+
+    For every seed: draw ``k_per_class`` labelled examples per class (the whole label
+    budget), split them into ``n_folds`` stratified folds, and fine-tune on all folds but
+    one with each rate in ``lrs``, scoring on the held-out fold
+    (:func:`tlcourse.selection.select_on_validation`). The rate with the best mean
+    validation accuracy is chosen; the strategy is then fine-tuned at that rate on every
+    labelled example and scored on the test set, which plays no part in the choice.
+
+    Parameters
+    ----------
+    backend : module
+        :mod:`tlcourse.torch` or :mod:`tlcourse.keras`.
+    source
+        The pretrained model (not modified).
+    strategy : Strategy
+    X, y : np.ndarray
+        The labelled target pool.
+    k_per_class : int
+    seeds : sequence of int
+    lrs : sequence of float
+        Candidate learning rates; on a tie the earlier one is kept.
+    n_folds : int, default 2
+    test_per_class : int, default 100
+    quiet : bool, default False
+    **recipe
+        ``num_epochs`` and ``batch_size`` for :func:`tlcourse.finetune.fine_tune`.
+
+    Returns
+    -------
+    dict
+        ``"val"``: mean validation accuracy of every rate, shape ``(len(seeds), len(lrs))``;
+        ``"chosen"``: the index into ``lrs`` chosen for each seed; ``"test"``: the test
+        accuracy at the chosen rate, shape ``(len(seeds),)``.
+
+    Raises
+    ------
+    ValueError
+        For no seeds or rates, or an ``lr`` in ``recipe`` (the rate is what is chosen).
+    """
+    from tlcourse.finetune import fine_tune
+
+    if not seeds or not lrs:
+        raise ValueError("seeds and lrs must be non-empty.")
+    if "lr" in recipe:
+        raise ValueError("lr is what run_lr_selection chooses; pass the candidates as lrs.")
+    lrs = [float(lr) for lr in lrs]
+    val = np.zeros((len(seeds), len(lrs)))
+    chosen = np.zeros(len(seeds), dtype=int)
+    test = np.zeros(len(seeds))
+    model = backend.clone_model(source)  # one object for every run (Keras keeps its step)
+    bar = tqdm(
+        total=len(seeds) * (len(lrs) * n_folds + 1), desc=f"{backend.__name__} lr", disable=quiet
+    )
+
+    def train(X_train, y_train, lr, seed):
+        bar.update()
+        return fine_tune(
+            backend, model, source, X_train, y_train, strategy, seed=seed, lr=lr, **recipe
+        )
+
+    for i, seed in enumerate(int(s) for s in seeds):
+        split = make_few_shot_split(y, k_per_class, seed=seed, test_per_class=test_per_class)
+        X_lab, y_lab = X[split.train], y[split.train]
+
+        def score(lr, tr, va, seed=seed, X_lab=X_lab, y_lab=y_lab):
+            trained = train(X_lab[tr], y_lab[tr], lr, seed)
+            return backend.evaluate(trained, X_lab[va], y_lab[va])["accuracy"]
+
+        selection = select_on_validation(lrs, score, stratified_folds(y_lab, n_folds, seed))
+        val[i] = list(selection.scores.values())
+        chosen[i] = lrs.index(selection.best)
+        trained = train(X_lab, y_lab, selection.best, seed)
+        test[i] = backend.evaluate(trained, X[split.test], y[split.test])["accuracy"]
+    bar.close()
+    return {"val": val, "chosen": chosen, "test": test}
 
 
 TRANSFER_VARIANTS = ("BnB", "BnB+", "AnB", "AnB+")
