@@ -102,3 +102,56 @@ def test_run_lr_selection_chooses_on_validation_and_never_reads_the_test_labels(
     np.testing.assert_array_equal(again["chosen"], out["chosen"])
     with pytest.raises(ValueError, match="lr is what"):
         run_lr_selection(tt, source, Strategy(), X, y, lr=1e-2, **kwargs, **recipe)
+
+
+def test_mean_entropy_is_zero_for_certain_and_log_k_for_uniform_predictions():
+    from tlcourse.selection import mean_entropy
+
+    assert mean_entropy(np.array([[50.0, 0.0, 0.0]])) == pytest.approx(0.0, abs=1e-12)
+    assert mean_entropy(np.zeros((4, 10))) == pytest.approx(np.log(10))
+    # Independent of a shift per row, and the mean over rows.
+    p = np.array([0.7, 0.2, 0.1])
+    h = float(-(p * np.log(p)).sum())
+    logits = np.stack([np.log(p) + 3.0, np.zeros(3)])
+    assert mean_entropy(logits) == pytest.approx((h + np.log(3)) / 2)
+    for bad in (np.zeros(3), np.zeros((0, 3)), np.array([[np.nan, 0.0]])):
+        with pytest.raises(ValueError, match="2-D finite"):
+            mean_entropy(bad)
+
+
+def test_select_per_seed_follows_each_criterion_s_direction():
+    from tlcourse.experiments import CRITERIA, select_per_seed
+
+    def entry(src, ent, orc):
+        return dict(zip(CRITERIA, (src, ent, orc), strict=True))
+
+    scores = {
+        ("a", 0): entry(0.9, 0.5, 0.6), ("b", 0): entry(0.8, 0.1, 0.7),
+        ("a", 1): entry(0.7, 0.2, 0.9), ("b", 1): entry(0.7, 0.3, 0.8),
+    }  # fmt: skip
+    assert select_per_seed(scores, ["a", "b"], [0, 1], "source accuracy") == ["a", "a"]  # tie
+    assert select_per_seed(scores, ["a", "b"], [0, 1], "target entropy") == ["b", "a"]  # lower
+    assert select_per_seed(scores, ["a", "b"], [0, 1], "target accuracy (oracle)") == ["b", "a"]
+    assert select_per_seed(scores, ["b"], [1], "source accuracy") == ["b"]
+    with pytest.raises(ValueError, match="Unknown criterion"):
+        select_per_seed(scores, ["a"], [0], "test accuracy")
+    with pytest.raises(ValueError, match="No scores"):
+        select_per_seed(scores, ["a", "c"], [0], "source accuracy")
+
+
+def test_selection_scores_use_the_target_labels_only_for_the_oracle(tiny_digits):
+    import tlcourse.torch as tt
+    from tlcourse.experiments import selection_scores
+    from tlcourse.selection import mean_entropy
+
+    (X, y), (X_t, y_t) = tiny_digits
+    tt.set_seed(0)
+    model = tt.build_digit_net(width=4).eval()
+    kwargs = dict(source_val=(X[:64], y[:64]), target_unlabelled=X_t[:50])
+    scores = selection_scores(tt, model, target_val=(X_t[50:], y_t[50:]), **kwargs)
+    assert scores["target entropy"] == pytest.approx(mean_entropy(tt.predict(model, X_t[:50])))
+    assert scores["source accuracy"] == tt.evaluate(model, X[:64], y[:64])["accuracy"]
+    other = selection_scores(tt, model, target_val=(X_t[50:], (y_t[50:] + 1) % 10), **kwargs)
+    assert other["source accuracy"] == scores["source accuracy"]
+    assert other["target entropy"] == scores["target entropy"]
+    assert other["target accuracy (oracle)"] != scores["target accuracy (oracle)"]

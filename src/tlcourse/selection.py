@@ -129,3 +129,35 @@ def select_on_validation(
         scores[candidate] = float(np.mean(values))
     best = max(scores, key=lambda c: (scores[c], -list(scores).index(c)))
     return Selection(best=best, scores=scores)
+
+
+def mean_entropy(logits) -> float:
+    """Mean Shannon entropy, in nats, of the softmax of each row of ``logits``.
+
+    Taught in :ref:`ch-domain-adaptation`.
+
+    A label-free criterion for choosing a domain-adaptation run: a model that is sure of
+    its target predictions has a low entropy. It is also fooled by a model that is sure and
+    wrong, which the chapter shows.
+
+    Parameters
+    ----------
+    logits : array-like
+        Shape ``(N, num_classes)``, ``N >= 1``.
+
+    Returns
+    -------
+    float
+        Between 0 and ``log(num_classes)``.
+
+    Raises
+    ------
+    ValueError
+        For logits that are not a non-empty 2-D array of finite numbers.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 2 or logits.size == 0 or not np.isfinite(logits).all():
+        raise ValueError(f"logits must be a non-empty 2-D finite array, got {logits.shape}.")
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return float(-(np.exp(log_p) * log_p).sum(axis=1).mean())

@@ -16,7 +16,12 @@ module                 chapter
 =====================  ============================================================
 """
 
-from tlcourse.experiments.adaptation import run_adaptation
+from tlcourse.experiments.adaptation import (
+    CRITERIA,
+    run_adaptation,
+    select_per_seed,
+    selection_scores,
+)
 from tlcourse.experiments.cross_domain import run_cross_domain
 from tlcourse.experiments.few_shot import (
     PROBE_RECIPES,
@@ -40,6 +45,7 @@ from tlcourse.experiments.summary import clearly_above, format_mean_std, no_clea
 
 __all__ = [
     "ARMS",
+    "CRITERIA",
     "PROBE_RECIPES",
     "SCRATCH_RECIPES",
     "TRANSFER_VARIANTS",
@@ -56,4 +62,6 @@ __all__ = [
     "run_strategies",
     "run_transferability",
     "score_samples",
+    "select_per_seed",
+    "selection_scores",
 ]

@@ -13,6 +13,10 @@ from tqdm import tqdm
 
 from tlcourse.adaptation import check_method
 from tlcourse.experiments.few_shot import reuse_model
+from tlcourse.selection import mean_entropy
+
+# How each criterion of :func:`selection_scores` ranks runs: True if higher is better.
+CRITERIA = {"source accuracy": True, "target entropy": False, "target accuracy (oracle)": True}
 
 
 def run_adaptation(
@@ -105,3 +109,73 @@ def run_adaptation(
         if on_run_end is not None:
             on_run_end(method, seed, model)
     return acc
+
+
+def selection_scores(
+    backend: ModuleType,
+    model,
+    *,
+    source_val: tuple[np.ndarray, np.ndarray],
+    target_unlabelled: np.ndarray,
+    target_val: tuple[np.ndarray, np.ndarray],
+) -> dict[str, float]:
+    """Score one adapted model by each criterion of :data:`CRITERIA`.
+
+    Taught in :ref:`ch-domain-adaptation`.
+
+    ``"source accuracy"`` (on held-out labelled source images) and ``"target entropy"``
+    (:func:`tlcourse.selection.mean_entropy` of the predictions on unlabelled target
+    images) need no target label. ``"target accuracy (oracle)"`` needs ``target_val``'s
+    labels, which unsupervised domain adaptation does not have: it is the oracle a
+    label-free choice is measured against.
+
+    Returns
+    -------
+    dict of str to float
+        One value per criterion, keyed as :data:`CRITERIA`.
+    """
+    return {
+        "source accuracy": backend.evaluate(model, *source_val)["accuracy"],
+        "target entropy": mean_entropy(backend.predict(model, target_unlabelled)),
+        "target accuracy (oracle)": backend.evaluate(model, *target_val)["accuracy"],
+    }
+
+
+def select_per_seed(
+    scores: dict, candidates: Sequence[str], seeds: Sequence[int], criterion: str
+) -> list[str]:
+    """For each seed, the candidate method that ``criterion`` ranks best.
+
+    Taught in :ref:`ch-domain-adaptation`.
+
+    Parameters
+    ----------
+    scores : dict
+        ``{(method, seed): selection_scores(...)}``, e.g. filled by ``on_run_end`` of
+        :func:`run_adaptation`.
+    candidates : sequence of str
+        The methods to choose among (on a tie, the earlier one).
+    seeds : sequence of int
+    criterion : str
+        A key of :data:`CRITERIA`.
+
+    Returns
+    -------
+    list of str
+        The chosen method for each seed, in the order of ``seeds``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown criterion or a (method, seed) missing from ``scores``.
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"Unknown criterion {criterion!r}; valid: {list(CRITERIA)}.")
+    missing = [(m, s) for m in candidates for s in seeds if (m, s) not in scores]
+    if missing or not candidates:
+        raise ValueError(f"No scores for {missing or 'any candidate'}.")
+    sign = 1.0 if CRITERIA[criterion] else -1.0
+    return [
+        max(candidates, key=lambda m, s=s: (sign * scores[m, s][criterion], -candidates.index(m)))
+        for s in seeds
+    ]
