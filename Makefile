@@ -81,11 +81,13 @@ linkcheck: $(STAMP)
 # Two chapters at a time (pytest-xdist, one file per worker), each kernel on one thread:
 # two kernels keep both cores busy, where one kernel leaves most of the second one idle.
 # The source model that most chapters start from is pretrained first (or found in the data
-# cache), so that no chapter waits for another one to train it.
+# cache), so that no chapter waits for another one to train it; with the thread settings a
+# chapter's kernel would have (the thread count changes the float rounding, and so the model).
 NOTEBOOK_WORKERS ?= 2
+KERNEL_THREADS = $(if $(filter 1,$(NOTEBOOK_WORKERS)),,OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1})
 notebooks: $(STAMP)
 	@start=$$(date +%s); \
-	$(BIN)/python -c 'import tlcourse.torch as tt; tt.get_source_model()'; \
+	$(KERNEL_THREADS) $(BIN)/python -c 'import tlcourse.torch as tt; tt.get_source_model()'; \
 	echo "source model ready in $$(( $$(date +%s) - start )) s"
 	PYTHONPATH=_ext $(BIN)/pytest -p tlcourse_book.nbval_cache --nbval-lax --nbval-current-env \
 		-p no:cacheprovider -q --durations=10 -n $(NOTEBOOK_WORKERS) --dist loadfile \
