@@ -557,3 +557,30 @@ def test_head_init_draws_either_frameworks_default(backend):
         Strategy(head_init="glorot")
     with pytest.raises(ValueError, match="Unknown head_init"):
         head_init_values("torch", 16, 10)
+
+
+@BACKENDS_SLOW_KERAS
+def test_keep_head_starts_from_the_source_head_and_a_new_head_does_not(
+    backend, tiny_digits, monkeypatch
+):
+    from tlcourse.finetune import Strategy, fine_tune
+
+    (X, y), _ = tiny_digits
+    backend.set_seed(0)
+    source = backend.build_digit_net(width=4)
+    src = state(backend, source)
+    started = {}
+
+    def record(model, *args, **kwargs):  # in place of fit: what training would start from
+        started[len(started)] = state(backend, model)
+
+    recipe = dict(seed=1, num_epochs=1, batch_size=64, lr=1e-2)
+    monkeypatch.setattr(backend, "fit", record)
+    for strategy in (Strategy(), Strategy(keep_head=True)):
+        fine_tune(backend, backend.clone_model(source), source, X, y, strategy, **recipe)
+    assert changed_blocks(src, started[0]) == {"head"}  # a new head, the body as pretrained
+    assert changed_blocks(src, started[1]) == set()  # everything as pretrained
+    with pytest.raises(ValueError, match="keep_head"):
+        Strategy(keep_head=True, from_scratch=True)
+    with pytest.raises(ValueError, match="keep_head"):
+        Strategy(keep_head=True, head_init="keras")

@@ -138,6 +138,9 @@ class Strategy:
     head_init : {"pytorch", "keras"}, optional
         Draw the new head as the other framework's default would (see
         :func:`head_init_values`); by default each framework uses its own.
+    keep_head : bool
+        Keep the source model's head instead of drawing a new one: possible when the
+        target task has the source's classes (the ten digits here).
     """
 
     freeze_until: str | None = None
@@ -151,6 +154,7 @@ class Strategy:
     batch_size: int | None = None
     lr: float | None = None
     head_init: str | None = None
+    keep_head: bool = False
 
     def __post_init__(self):
         if self.head_init not in (None, *HEAD_INITS):
@@ -159,6 +163,8 @@ class Strategy:
             raise ValueError(f"Unknown penalty {self.penalty!r}; valid: None, 'l2', 'l2sp'.")
         if self.from_scratch and self.penalty == "l2sp":
             raise ValueError("L2-SP pulls towards pretrained weights; from_scratch has none.")
+        if self.keep_head and (self.from_scratch or self.head_init is not None):
+            raise ValueError("keep_head keeps the source head; it cannot also draw a new one.")
         if self.gradual and (self.freeze_until or self.lr_factor):
             raise ValueError("gradual unfreezing decides what is frozen; combine it with neither.")
 
@@ -208,7 +214,9 @@ def fine_tune(
     lr: float,
     quiet: bool = True,
 ):
-    """Reset ``model`` to ``source`` with a new head, apply ``strategy``, train on (X, y).
+    """Reset ``model`` to ``source``, apply ``strategy``, train on (X, y).
+
+    The head is drawn anew unless the strategy keeps the source's (``keep_head``).
 
     ``num_epochs``, ``batch_size`` and ``lr`` are the recipe, unless the strategy has its
     own.
@@ -228,7 +236,8 @@ def fine_tune(
     backend.set_seed(seed)
     backend.unfreeze(model)
     backend.load_matching(model, source)  # every weight and statistic, as pretrained
-    backend.reset_parameters(model, blocks if strategy.from_scratch else blocks[-1:])
+    new = blocks if strategy.from_scratch else [] if strategy.keep_head else blocks[-1:]
+    backend.reset_parameters(model, new)
     if strategy.head_init is not None:
         backend.set_head(model, *head_init_values(strategy.head_init, *backend.head_shape(model)))
     if strategy.freeze_until is not None:
