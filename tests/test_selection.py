@@ -102,6 +102,8 @@ def test_run_lr_selection_chooses_on_validation_and_never_reads_the_test_labels(
     np.testing.assert_array_equal(again["chosen"], out["chosen"])
     with pytest.raises(ValueError, match="lr is what"):
         run_lr_selection(tt, source, Strategy(), X, y, lr=1e-2, **kwargs, **recipe)
+    with pytest.raises(ValueError, match="lr is what"):
+        run_lr_selection(tt, source, Strategy(lr=1e-3), X, y, **kwargs, **recipe)
 
 
 def test_mean_entropy_is_zero_for_certain_and_log_k_for_uniform_predictions():

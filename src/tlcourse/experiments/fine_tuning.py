@@ -143,13 +143,14 @@ def run_lr_selection(
     Raises
     ------
     ValueError
-        For no seeds or rates, or an ``lr`` in ``recipe`` (the rate is what is chosen).
+        For no seeds or rates, or an ``lr`` in ``recipe`` or in the strategy (the rate is
+        what is chosen).
     """
     from tlcourse.finetune import fine_tune
 
     if not seeds or not lrs:
         raise ValueError("seeds and lrs must be non-empty.")
-    if "lr" in recipe:
+    if "lr" in recipe or getattr(strategy, "lr", None) is not None:
         raise ValueError("lr is what run_lr_selection chooses; pass the candidates as lrs.")
     lrs = [float(lr) for lr in lrs]
     val = np.zeros((len(seeds), len(lrs)))
