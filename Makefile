@@ -90,7 +90,7 @@ notebooks: $(STAMP)
 	$(KERNEL_THREADS) $(BIN)/python -c 'import tlcourse.torch as tt; tt.get_source_model()'; \
 	echo "source model ready in $$(( $$(date +%s) - start )) s"
 	PYTHONPATH=_ext $(BIN)/pytest -p tlcourse_book.nbval_cache --nbval-lax --nbval-current-env \
-		-p no:cacheprovider -q --durations=10 -n $(NOTEBOOK_WORKERS) --dist loadfile \
+		--nbval-kernel-startup-timeout 300 -p no:cacheprovider -q --durations=10 -n $(NOTEBOOK_WORKERS) --dist loadfile \
 		$(NOTEBOOKS)
 
 # The chapters as a reader's laptop may run them: one thread per kernel, TensorFlow without

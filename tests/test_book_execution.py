@@ -101,6 +101,9 @@ def _build(book: Path, **env):
 def _nbval(book: Path, *extra: str, chapters: tuple[str, ...] = ("one",), **env):
     return subprocess.run(
         [str(BIN / "pytest"), "-p", "tlcourse_book.nbval_cache", "--nbval-lax"]
+        # A kernel can take over a minute to start while the other unit tests load both
+        # cores (nbval's default 60 s timed out once in CI).
+        + ["--nbval-kernel-startup-timeout", "300"]
         + ["--nbval-current-env", "-p", "no:cacheprovider", "--book-root", str(book)]
         + ["--rootdir", str(book), "-q", *extra]
         + [str(book / "chapters" / f"{name}.md") for name in chapters],
@@ -108,7 +111,7 @@ def _nbval(book: Path, *extra: str, chapters: tuple[str, ...] = ("one",), **env)
         text=True,
         env=_env(**env),
         cwd=book,
-        timeout=300,
+        timeout=900,
     )
 
 
