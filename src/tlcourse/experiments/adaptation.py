@@ -119,7 +119,7 @@ def selection_scores(
     target_unlabelled: np.ndarray,
     target_val: tuple[np.ndarray, np.ndarray],
 ) -> dict[str, float]:
-    """Score one adapted model by each criterion of :data:`CRITERIA`.
+    """Score one adapted model by each criterion of ``CRITERIA``.
 
     Taught in :ref:`ch-domain-adaptation`.
 
@@ -132,7 +132,7 @@ def selection_scores(
     Returns
     -------
     dict of str to float
-        One value per criterion, keyed as :data:`CRITERIA`.
+        One value per criterion, keyed as ``CRITERIA``.
     """
     return {
         "source accuracy": backend.evaluate(model, *source_val)["accuracy"],
@@ -157,7 +157,7 @@ def select_per_seed(
         The methods to choose among (on a tie, the earlier one).
     seeds : sequence of int
     criterion : str
-        A key of :data:`CRITERIA`.
+        A key of ``CRITERIA``.
 
     Returns
     -------
