@@ -173,7 +173,7 @@ def test_make_test_executes_each_chapter_once():
     """nbval runs every notebook page and fills the cache; the book must not execute again."""
     makefile = (ROOT / "Makefile").read_text()
     notebooks = re.search(r"^notebooks: .*\n((?:\t.*\n)+)", makefile, re.M).group(1)
-    assert "-p tlcourse_book.nbval_cache" in notebooks and "$(NOTEBOOKS)" in notebooks
+    assert "-p tlcourse_book.nbval_cache" in notebooks and "$(RUN_ORDER)" in notebooks
     test = re.search(r"^test: .*\n((?:\t.*\n)+)", makefile, re.M).group(1)
     steps = [line for line in test.splitlines() if "$(MAKE)" in line]
     assert [re.search(r"directory (\w+)\)", s).group(1) for s in steps] == [
@@ -197,3 +197,23 @@ def test_make_test_executes_each_chapter_once():
     expected = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "chapters").glob("*.md"))
     expected += [p for p in listed if p != "$(CHAPTERS)"]
     assert pages == sorted(expected)
+
+
+def test_notebooks_start_slowest_first():
+    """nbval gets every notebook page exactly once, in the Makefile's slowest-first order."""
+    makefile = (ROOT / "Makefile").read_text()
+    slowest = re.search(r"^SLOWEST_FIRST := ((?:.*\\\n)*.*)$", makefile, re.M).group(1)
+    slowest = slowest.replace("\\", " ").split()
+    chapters = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "chapters").glob("*.md"))
+    assert sorted(slowest) == chapters  # every chapter is placed, none twice
+    dry = subprocess.run(
+        ["make", "--no-print-directory", "-n", "notebooks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    command = dry[dry.index("--nbval-lax") :]  # the pytest command line
+    pages = [w for w in command.split() if w.endswith(".md")]
+    assert pages == slowest + ["appendix/results.md"]
+    assert "--no-loadscope-reorder" in command  # else xdist re-sorts them by cell count
