@@ -200,3 +200,19 @@ def test_keras_set_seed_seeds_keras_without_clearing_tensorflow_caches(monkeypat
     np.testing.assert_array_equal(first[1], again[1])
     for a, b in zip(first[2], again[2], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_keras_predict_runs_the_current_weights_in_inference_mode(tiny_digits):
+    # predict keeps Keras' compiled predict step from call to call: it must still see
+    # every change of the weights, and give what an eager call in inference mode gives.
+    _, (X, _) = tiny_digits
+    tk.set_seed(0)
+    model = tk.build_digit_net(width=4)
+    X4 = X[:300, :, :, None].astype(np.float32)  # 300 rows: two batches of 256 and 44
+    first = tk.predict(model, X4)
+    np.testing.assert_allclose(first, model(X4, training=False).numpy(), atol=1e-5)
+    for weight in model.get_layer("head").weights:
+        weight.assign(weight.numpy() + 1.0)
+    second = tk.predict(model, X4)
+    np.testing.assert_allclose(second, model(X4, training=False).numpy(), atol=1e-5)
+    assert np.abs(second - first).min() > 0.5  # every logit moved with the new bias

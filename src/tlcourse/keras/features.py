@@ -8,7 +8,7 @@ import numpy as np
 from tlcourse.batching import INFERENCE_BATCH_SIZE
 from tlcourse.checks import check_images_and_labels
 from tlcourse.keras.models import to_array, torch_like_dense
-from tlcourse.keras.training import fit
+from tlcourse.keras.training import fit, run_in_batches
 
 
 def feature_layers(model: keras.Model) -> list[str]:
@@ -26,8 +26,8 @@ def extract_features(
 
     Taught in :ref:`ch-feature-extraction`.
 
-    Builds ``keras.Model(model.inputs, model.get_layer(layer).output)`` and calls it with
-    ``training=False`` (BatchNorm uses its moving statistics), one batch at a time.
+    Builds ``keras.Model(model.inputs, model.get_layer(layer).output)`` and runs it in
+    inference mode (BatchNorm uses its moving statistics), one batch at a time.
 
     Parameters
     ----------
@@ -65,11 +65,7 @@ def extract_features(
         extractor = keras.Sequential(model.layers[: names.index(layer) + 1])
     else:
         extractor = keras.Model(model.inputs, model.get_layer(layer).output)
-    out = [
-        keras.ops.convert_to_numpy(extractor(X[i : i + batch_size], training=False))
-        for i in range(0, len(X), batch_size)
-    ]
-    features = np.concatenate(out)
+    features = run_in_batches(extractor, X, batch_size)
     return features.reshape(len(features), -1).astype(np.float32, copy=False)
 
 

@@ -309,9 +309,22 @@ def predict(model: keras.Model, X, *, batch_size: int = INFERENCE_BATCH_SIZE) ->
         Logits of shape ``(N, num_outputs)``.
     """
     X, _ = check_images_and_labels(X)
-    X = to_array(X)
+    return run_in_batches(model, to_array(X), batch_size)
+
+
+def run_in_batches(model: keras.Model, X, batch_size: int = INFERENCE_BATCH_SIZE) -> np.ndarray:
+    """``model``'s outputs for ``X`` in inference mode, ``batch_size`` rows at a time.
+
+    ``predict_on_batch`` runs Keras' own compiled predict step, which the model keeps
+    (``model.predict_function``) from one call to the next: about twice as fast on these
+    models as calling the model eagerly, with the same values. Unlike ``model.predict``, it
+    builds no data pipeline and callbacks per call, which matters for the many short calls
+    of an experiment.
+    """
+    if len(X) == 0:
+        raise ValueError("Expected at least one input row, got none.")
     out = [
-        keras.ops.convert_to_numpy(model(X[i : i + batch_size], training=False))
+        np.asarray(model.predict_on_batch(X[i : i + batch_size]))
         for i in range(0, len(X), batch_size)
     ]
     return np.concatenate(out)
