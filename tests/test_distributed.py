@@ -229,6 +229,11 @@ _MIRRORED = textwrap.dedent(
         history = fit_distributed(model, X, y, num_epochs=1, global_batch_size=32, quiet=True)
         assert history["replicas"] == (1 if name == "one" else 2), history
         weights[name] = model.get_weights()
+        # Inference on a mirrored model: one row out per row in, the eager call's values.
+        logits = tk.predict(model, X[:40])
+        assert logits.shape == (40, 10), logits.shape
+        eager = model(X[:40, :, :, None], training=False).numpy()
+        assert np.abs(logits - eager).max() < 1e-5
     diff = max(np.abs(a - b).max() for a, b in zip(weights["one"], weights["two"]))
     assert diff < 1e-4, diff
     try:

@@ -319,15 +319,16 @@ def run_in_batches(model: keras.Model, X, batch_size: int = INFERENCE_BATCH_SIZE
     (``model.predict_function``) from one call to the next: about twice as fast on these
     models as calling the model eagerly, with the same values. Unlike ``model.predict``, it
     builds no data pipeline and callbacks per call, which matters for the many short calls
-    of an experiment.
+    of an experiment. A model made in a multi-replica ``tf.distribute`` scope is called
+    eagerly instead: its ``predict_on_batch`` returns one copy of the outputs per replica.
     """
     if len(X) == 0:
         raise ValueError("Expected at least one input row, got none.")
-    out = [
-        np.asarray(model.predict_on_batch(X[i : i + batch_size]))
-        for i in range(0, len(X), batch_size)
-    ]
-    return np.concatenate(out)
+    if model.distribute_strategy.num_replicas_in_sync > 1:
+        run = lambda batch: keras.ops.convert_to_numpy(model(batch, training=False))  # noqa: E731
+    else:
+        run = lambda batch: np.asarray(model.predict_on_batch(batch))  # noqa: E731
+    return np.concatenate([run(X[i : i + batch_size]) for i in range(0, len(X), batch_size)])
 
 
 def evaluate(
