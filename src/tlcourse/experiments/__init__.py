@@ -10,6 +10,7 @@ module                 chapter
 ``cross_domain``       what transfer learning is (train on one domain, test on all)
 ``few_shot``           feature extraction (recipes per labels per class, seeds)
 ``fine_tuning``        fine-tuning (strategies, transferability)
+``self_training``      using the unlabelled target (teacher, pseudo-labels, students)
 ``gan_augmentation``   GAN augmentation (the five arms and their controls)
 ``adaptation``         domain adaptation (every method, every seed)
 ``summary``            mean and spread over seeds, for every chapter's tables
@@ -41,6 +42,7 @@ from tlcourse.experiments.gan_augmentation import (
     run_gan_augmentation,
     score_samples,
 )
+from tlcourse.experiments.self_training import run_self_training, self_train
 from tlcourse.experiments.summary import clearly_above, format_mean_std, no_clear_difference
 
 __all__ = [
@@ -59,9 +61,11 @@ __all__ = [
     "run_few_shot",
     "run_gan_augmentation",
     "run_lr_selection",
+    "run_self_training",
     "run_strategies",
     "run_transferability",
     "score_samples",
     "select_per_seed",
     "selection_scores",
+    "self_train",
 ]
