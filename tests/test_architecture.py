@@ -36,6 +36,8 @@ ALLOWED_CROSS_HALF = {
 # the function that needs it); it is the only framework-free module that may.
 ALLOWED_FRAMEWORK_IMPORTS = {
     "tlcourse.port": "ports weights between PyTorch and Keras, so it needs both",
+    "tlcourse.finetune_command": "the tlcourse-finetune command runs the half that its "
+    "--framework option names (imported inside the function for that framework)",
 }
 
 # frameworks.py asks whether TensorFlow is already in sys.modules: it guards the import
