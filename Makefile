@@ -21,7 +21,7 @@ NOTEBOOKS := $(CHAPTERS) appendix/results.md
 # files at a time, in this order (--no-loadscope-reorder; its default order is by number of
 # cells): the two slowest chapters start at once, on different workers, and the short ones
 # fill the gaps at the end. That shortens the run's wall time, not any chapter's.
-SLOWEST_FIRST := chapters/07_domain_adaptation.md chapters/04_fine_tuning.md \
+SLOWEST_FIRST := chapters/07_domain_adaptation.md chapters/04_fine_tuning.md chapters/09_your_own_images.md \
 	chapters/05_semi_supervised.md chapters/03_feature_extraction.md chapters/08_scaling_out.md chapters/06_gan_augmentation.md \
 	chapters/01_what_is_transfer_learning.md chapters/02_pretraining.md
 RUN_ORDER := $(filter $(NOTEBOOKS),$(SLOWEST_FIRST)) $(filter-out $(SLOWEST_FIRST),$(NOTEBOOKS))

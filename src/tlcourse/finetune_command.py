@@ -128,7 +128,9 @@ def train_torch(args, lr: float, size: int, data: Path, class_weights) -> tuple:
     )  # fmt: skip
     classes = loaders["train"].dataset.classes
     try:
-        model, top = folder.build_backbone_model(args.backbone, len(classes), weights=args.weights)
+        model, top = folder.build_backbone_model(
+            args.backbone, len(classes), weights=args.weights, seed=args.seed
+        )
     except Exception as error:  # noqa: BLE001 (a failed download has many types)
         if args.weights != "imagenet":
             raise
@@ -162,8 +164,9 @@ def train_keras(args, lr: float, size: int, data: Path, class_weights) -> tuple:
     with tf.device(device):
         try:
             model, top = folder.build_backbone_model(
-                args.backbone, num_classes, weights=args.weights, image_size=size
-            )
+                args.backbone, num_classes, weights=args.weights, image_size=size,
+                seed=args.seed,
+            )  # fmt: skip
         except Exception as error:  # noqa: BLE001
             if args.weights != "imagenet":
                 raise

@@ -48,7 +48,12 @@ def make_datasets(
 
 
 def build_backbone_model(
-    backbone: str, num_classes: int, *, weights: str = "course", image_size: int = 224
+    backbone: str,
+    num_classes: int,
+    *,
+    weights: str = "course",
+    image_size: int = 224,
+    seed: int = 0,
 ) -> tuple[keras.Model, list]:
     """A pretrained base and a new head; returns ``(model, top_layers_of_base)``.
 
@@ -65,7 +70,10 @@ def build_backbone_model(
     weights : {"course", "imagenet", "none"}
     image_size : int, default 224
         Input side for MobileNetV2 (the digit net reads 28).
+    seed : int, default 0
+        Seeds the new head's (and a random base's) initial weights.
     """
+    keras.utils.set_random_seed(seed)
     if backbone == "digit-net":
         from tlcourse.keras.models import build_digit_net
         from tlcourse.keras.source import get_source_model
@@ -82,6 +90,7 @@ def build_backbone_model(
         top = base.layers[-20:]  # the last three inverted-residual blocks and the last conv
     else:
         raise ValueError(f"unknown Keras backbone {backbone!r}; use digit-net or mobilenet_v2.")
+    keras.utils.set_random_seed(seed)  # the head starts the same whatever the base drew
     inputs = keras.Input(shape)
     outputs = keras.layers.Dense(num_classes, name="head")(base(inputs, training=False))
     return keras.Model(inputs, outputs), top

@@ -64,7 +64,7 @@ def make_loaders(
 
 
 def build_backbone_model(
-    backbone: str, num_classes: int, *, weights: str = "course"
+    backbone: str, num_classes: int, *, weights: str = "course", seed: int = 0
 ) -> tuple[nn.Module, nn.Module]:
     """A pretrained backbone and a new linear head; returns ``(model, top_of_backbone)``.
 
@@ -81,7 +81,10 @@ def build_backbone_model(
     weights : {"course", "imagenet", "none"}
         ``"course"``: the course's source model (digit net only); ``"imagenet"``:
         torchvision's ``DEFAULT`` weights (downloaded on first use); ``"none"``: random.
+    seed : int, default 0
+        Seeds the new head's (and a random backbone's) initial weights.
     """
+    torch.manual_seed(seed)
     if backbone == "digit-net":
         from tlcourse.torch.models import build_digit_net
         from tlcourse.torch.source import get_source_model
@@ -103,6 +106,7 @@ def build_backbone_model(
         top, width = net.features[-3:], net.last_channel
     else:
         raise ValueError(f"unknown backbone {backbone!r}; use digit-net, resnet18 or mobilenet_v2.")
+    torch.manual_seed(seed)  # the head starts the same whatever the backbone drew
     model = nn.Sequential(OrderedDict(backbone=body, head=nn.Linear(width, num_classes)))
     return model, top
 
@@ -167,7 +171,9 @@ def fit_two_phase(
     Phase 1 trains the new head alone (``epochs`` epochs, Adam at ``lr``); phase 2 also
     unfreezes ``top`` at ``lr / 10`` for ``epochs`` more. After every epoch the model is
     scored on the validation loader, and the weights of the best epoch (highest
-    validation accuracy, the earliest on a tie) are loaded back at the end.
+    validation accuracy, the earliest on a tie) are loaded back at the end. The training
+    loader's generator (if it has one) is re-seeded with ``seed``, so that the order of
+    the batches depends on ``seed`` alone.
 
     Returns
     -------
@@ -175,6 +181,9 @@ def fit_two_phase(
         One ``{"epoch", "phase", "loss", "val_accuracy"}`` per epoch.
     """
     torch.manual_seed(seed)
+    shuffle = getattr(loaders["train"], "generator", None)
+    if shuffle is not None:  # restart the shuffling: a run repeats whatever ran before it
+        shuffle.manual_seed(seed)
     model.to(device)
     history, best, best_state = [], -1.0, None
     bar = tqdm(total=2 * epochs, desc="epochs", disable=quiet)
