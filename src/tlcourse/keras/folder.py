@@ -13,7 +13,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm.keras import TqdmCallback
 
 from tlcourse.image_folder import SPLITS
 
@@ -122,6 +121,7 @@ def fit_two_phase(
         save_weights_only=True,
     )  # fmt: skip
     weights = dict(enumerate(np.asarray(class_weights, float).tolist()))
+    callbacks = [best] if quiet else [best, epoch_bar()]
     history = []
     for phase, rate in ((1, lr), (2, lr / 10)):
         base.trainable = False
@@ -139,7 +139,7 @@ def fit_two_phase(
         logs = model.fit(
             datasets["train"], validation_data=datasets["val"], epochs=phase * epochs,
             initial_epoch=(phase - 1) * epochs, class_weight=weights, verbose=0,
-            callbacks=[best] + ([] if quiet else [TqdmCallback(verbose=0)]),
+            callbacks=callbacks, shuffle=False,  # the training dataset shuffles itself
         ).history  # fmt: skip
         for loss, acc in zip(logs["loss"], logs["val_accuracy"], strict=True):
             history.append(
@@ -147,6 +147,25 @@ def fit_two_phase(
             )
     model.load_weights(str(checkpoint))
     return history
+
+
+def epoch_bar():
+    """``tqdm.keras.TqdmCallback``: one progress bar over the epochs of ``fit``.
+
+    Taught in :ref:`ch-your-own-images`.
+
+    Its plain-text bar, also in a notebook (the notebook bar needs ipywidgets, which the
+    course does not install; ``tqdm.auto`` warns at import when they are missing).
+    """
+    import warnings
+
+    from tqdm import TqdmWarning
+    from tqdm.std import tqdm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TqdmWarning)
+        from tqdm.keras import TqdmCallback
+    return TqdmCallback(verbose=0, tqdm_class=tqdm)
 
 
 def predict_dataset(model, data) -> tuple[np.ndarray, np.ndarray]:
