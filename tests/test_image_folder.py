@@ -224,11 +224,6 @@ def test_every_class_keeps_a_file_in_every_split(n, fractions):
     assert sum(len(v) for v in split.values()) == len(labels)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: split_by_file caps n_val but not n_test, so a large test_fraction "
-    "takes every file of a small class into test and train overlaps it",
-)
 def test_a_large_test_fraction_still_leaves_train_and_val_a_file():
     labels = np.repeat([0, 1], 3)
     split = split_by_file(labels, val_fraction=0.05, test_fraction=0.9)
@@ -297,8 +292,8 @@ def test_split_folders_hold_exactly_each_splits_files(folder, tmp_path):
     for s in SPLITS:
         assert sorted(p.name for p in (out / s).iterdir()) == list(scan.classes)
         for label, c in enumerate(scan.classes):
-            expected = {
-                scan.files[i].name: scan.files[i].read_bytes()
+            expected = {  # a nested file is named by its path inside the class folder
+                "__".join(scan.files[i].relative_to(folder / c).parts): scan.files[i].read_bytes()
                 for i in split[s]
                 if scan.labels[i] == label
             }
@@ -309,12 +304,6 @@ def test_split_folders_hold_exactly_each_splits_files(folder, tmp_path):
     assert sum(len(scan_image_folder(out / s).files) for s in SPLITS) == len(scan.files)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: write_split_folders names each copy by file name only, so two files "
-    "of one class with the same name in nested folders collide; the hard link plus "
-    "shutil.copy2 then overwrites the reader's original file",
-)
 def test_split_folders_keep_same_named_files_of_nested_folders_apart(tmp_path):
     root = tmp_path / "photos"
     for c in ("cats", "dogs"):
@@ -367,7 +356,7 @@ def test_every_colour_mode_loads_as_float32_in_unit_range(
         ("RGB", (200, 100, 50), (200, 100, 50)),
         ("RGBA", (200, 100, 50, 255), (200, 100, 50)),
         ("L", 77, (77, 77, 77)),
-        ("I;16", 100, (100, 100, 100)),
+        ("I;16", 257 * 100, (100, 100, 100)),  # 16-bit 0-65535 scaled to 0-255
     ],
 )
 def test_a_uniform_image_keeps_its_colour(tmp_path, mode, value, rgb):
@@ -390,11 +379,6 @@ def test_a_palette_image_loads_its_palette_colours(tmp_path):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: load_image converts 16-bit grey with PIL's convert('L'), which clips "
-    "every value above 255 to white instead of scaling 0-65535 to 0-255",
-)
 def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
     path = write_image(tmp_path / "deep.png", mode="I;16", size=(10, 10), value=257 * 64)
     np.testing.assert_allclose(load_image(path, 4, 1), 64 / 255, atol=1e-3)

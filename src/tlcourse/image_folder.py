@@ -176,9 +176,8 @@ def split_by_file(
             raise ImageFolderError(
                 f"class {c} has {len(idx)} image(s); a split by file needs at least 3 per class."
             )
-        n_val = max(1, round(val_fraction * len(idx)))
-        n_test = max(1, round(test_fraction * len(idx)))
-        n_val = min(n_val, len(idx) - n_test - 1)
+        n_test = min(max(1, round(test_fraction * len(idx))), len(idx) - 2)
+        n_val = min(max(1, round(val_fraction * len(idx))), len(idx) - n_test - 1)
         out["test"].append(idx[:n_test])
         out["val"].append(idx[n_test : n_test + n_val])
         out["train"].append(idx[n_test + n_val :])
@@ -194,7 +193,9 @@ def write_split_folders(
 
     Both ``ImageFolder`` and ``image_dataset_from_directory`` then read the same three
     folders, so the two frameworks train, select and report on the same files. Files are
-    hard-linked where the file system allows it (no copy), copied otherwise.
+    hard-linked where the file system allows it (no copy), copied otherwise. A file in a
+    nested folder is named by its path inside the class folder (``a/b.png`` becomes
+    ``a__b.png``), so same-named files of different sub-folders stay apart.
 
     Returns
     -------
@@ -209,7 +210,10 @@ def write_split_folders(
             (out / name / c).mkdir(parents=True)
         for i in split[name]:
             src = scan.files[i]
-            dst = out / name / scan.classes[scan.labels[i]] / src.name
+            cls = scan.classes[scan.labels[i]]
+            dst = out / name / cls / "__".join(src.relative_to(scan.root / cls).parts)
+            if dst.exists():  # never write through a hard link onto a reader's file
+                raise ImageFolderError(f"two files of class {cls!r} both map to {dst.name}.")
             try:
                 os.link(src, dst)
             except OSError:
@@ -250,6 +254,8 @@ def load_image(path: str | os.PathLike, size: int, channels: int) -> np.ndarray:
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}.")
     with Image.open(path) as img:
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: scale, not clip
+            img = Image.fromarray((np.asarray(img, np.uint32) >> 8).astype(np.uint8))
         img = img.convert("L" if channels == 1 else "RGB")
         img = img.resize((size, size), Image.Resampling.BILINEAR)
         arr = np.asarray(img, np.float32) / 255.0

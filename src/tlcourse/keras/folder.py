@@ -26,8 +26,11 @@ def make_datasets(
 
     The digit net reads 28x28 grey images in [0, 1]; MobileNetV2 reads RGB scaled to
     [-1, 1] by ``keras.applications.mobilenet_v2.preprocess_input``. Only the training
-    split is shuffled (seeded).
+    split is shuffled. ``tf.data`` derives a shuffle order from the op seed *and*
+    TensorFlow's global seed, so this sets the global seed to ``seed`` first: the order
+    then depends on ``seed`` alone, not on what ran before in the process.
     """
+    tf.random.set_seed(seed)
     grey = backbone == "digit-net"
     if grey:
 
