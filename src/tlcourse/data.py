@@ -356,11 +356,17 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([check_seed(seed), int(epoch)]).permutation(n)
 
 
+TEST_PER_CLASS = 200
+"""Test digits per class in every MNIST experiment of the book: 2,000 in all, scored by every
+run; the other 3,000 of the 5,000 give the labelled draws and the unlabelled pool. At 90%
+accuracy their standard error is about 0.7 points (1 point with 1,000)."""
+
+
 def make_few_shot_split(
     y: np.ndarray,
     k_per_class: int | None,
     seed: int = 0,
-    test_per_class: int = 100,
+    test_per_class: int = TEST_PER_CLASS,
     *,
     classes: np.ndarray | list[int] | None = None,
     test_seed: int = 0,
@@ -380,7 +386,7 @@ def make_few_shot_split(
         Labelled training examples per class; ``None`` takes every non-test example.
     seed : int, default 0
         Seed for choosing the labelled examples.
-    test_per_class : int, default 100
+    test_per_class : int, default ``TEST_PER_CLASS`` (200)
         Test examples per class (may be 0).
     classes : sequence of int, optional
         The classes to use (default: every class in ``y``); other classes are left out.
@@ -400,9 +406,9 @@ def make_few_shot_split(
 
     Example
     -------
-    >>> split = make_few_shot_split(y, k_per_class=10, seed=0, test_per_class=100)
-    >>> len(split.train), len(split.test)
-    (100, 1000)
+    >>> split = make_few_shot_split(y, k_per_class=10, seed=0)
+    >>> len(split.train), len(split.test), len(split.unlabelled)
+    (100, 2000, 2900)
     """
     y = np.asarray(y)
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):

@@ -11,7 +11,7 @@ from types import ModuleType
 import numpy as np
 from tqdm import tqdm
 
-from tlcourse.data import make_few_shot_split
+from tlcourse.data import TEST_PER_CLASS, make_few_shot_split
 
 # Recipes for training the digit net from scratch on k labelled MNIST digits per class
 # (None: all 400), tuned in the feature extraction chapter: small sets use small batches so
@@ -66,7 +66,7 @@ def run_few_shot(
     *,
     k_per_class: int | None,
     seeds: Sequence[int],
-    test_per_class: int = 100,
+    test_per_class: int = TEST_PER_CLASS,
     quiet: bool = False,
     desc: str | None = None,
     kept: dict | None = None,
@@ -90,7 +90,7 @@ def run_few_shot(
     k_per_class : int or None
         Labelled examples per class (``None``: all non-test examples).
     seeds : sequence of int
-    test_per_class : int, default 100
+    test_per_class : int, default ``tlcourse.data.TEST_PER_CLASS`` (200)
     quiet : bool, default False
         Hide the progress bar.
     desc : str, optional

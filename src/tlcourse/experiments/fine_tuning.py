@@ -9,7 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tlcourse.augment import augment_digits
-from tlcourse.data import Dataset, make_few_shot_split
+from tlcourse.data import TEST_PER_CLASS, Dataset, make_few_shot_split
 from tlcourse.selection import select_on_validation, stratified_folds
 
 
@@ -24,7 +24,7 @@ def run_strategies(
     seeds: Sequence[int],
     extra_test_sets: Mapping[str, Dataset] | None = None,
     augment_copies: int = 0,
-    test_per_class: int = 100,
+    test_per_class: int = TEST_PER_CLASS,
     quiet: bool = False,
     **recipe,
 ) -> dict[str, np.ndarray]:
@@ -50,7 +50,7 @@ def run_strategies(
         More test sets, e.g. the source domain's, to measure forgetting.
     augment_copies : int, default 0
         Random affine copies per labelled image (:func:`tlcourse.augment.augment_digits`).
-    test_per_class : int, default 100
+    test_per_class : int, default ``tlcourse.data.TEST_PER_CLASS`` (200)
     quiet : bool, default False
         Hide the progress bar.
     **recipe
@@ -99,7 +99,7 @@ def run_lr_selection(
     seeds: Sequence[int],
     lrs: Sequence[float],
     n_folds: int = 2,
-    test_per_class: int = 100,
+    test_per_class: int = TEST_PER_CLASS,
     quiet: bool = False,
     **recipe,
 ) -> dict[str, np.ndarray]:
@@ -128,7 +128,7 @@ def run_lr_selection(
     lrs : sequence of float
         Candidate learning rates; on a tie the earlier one is kept.
     n_folds : int, default 2
-    test_per_class : int, default 100
+    test_per_class : int, default ``tlcourse.data.TEST_PER_CLASS`` (200)
     quiet : bool, default False
     **recipe
         ``num_epochs`` and ``batch_size`` for :func:`tlcourse.finetune.fine_tune`.
@@ -199,7 +199,7 @@ def run_transferability(
     base_recipe: Mapping[str, float],
     recipe: Mapping[str, float],
     width: int = 16,
-    test_per_class: int = 100,
+    test_per_class: int = TEST_PER_CLASS,
     quiet: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Yosinski et al. (2014), small: how transferable are the features of each block?

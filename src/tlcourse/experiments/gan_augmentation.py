@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from tlcourse.augment import augment_digits
 from tlcourse.checks import check_images_and_labels, check_positive_ints
-from tlcourse.data import make_few_shot_split
+from tlcourse.data import TEST_PER_CLASS, make_few_shot_split
 from tlcourse.experiments.few_shot import reuse_model
 from tlcourse.frechet import frechet_distance
 
@@ -154,7 +154,7 @@ def run_gan_augmentation(
     recipe: Mapping[str, float],
     score: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None,
     compare_scratch_gan: bool = False,
-    test_per_class: int = 100,
+    test_per_class: int = TEST_PER_CLASS,
     quiet: bool = False,
 ) -> dict[str, object]:
     """Run every arm of ``ARMS`` for each seed; see the module's docstring.
@@ -188,7 +188,7 @@ def run_gan_augmentation(
     compare_scratch_gan : bool, default False
         Also train a GAN of the same architecture from scratch on each seed's real images,
         with the same recipe, and score its samples (needs ``score``); it feeds no arm.
-    test_per_class : int, default 100
+    test_per_class : int, default ``tlcourse.data.TEST_PER_CLASS`` (200)
     quiet : bool, default False
         Hide the progress bar.
 

@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tlcourse.checks import check_positive_ints
-from tlcourse.data import make_few_shot_split
+from tlcourse.data import TEST_PER_CLASS, make_few_shot_split
 from tlcourse.finetune import Strategy, fine_tune
 from tlcourse.pseudo_labels import class_counts, select_pseudo_labels
 
@@ -121,7 +121,7 @@ def run_self_training(
     *,
     k_per_class: int,
     seeds: Sequence[int],
-    test_per_class: int = 100,
+    test_per_class: int = TEST_PER_CLASS,
     quiet: bool = False,
     **self_train_kwargs,
 ) -> dict:
