@@ -14,7 +14,7 @@ from tqdm import tqdm
 from tlcourse.data import TEST_PER_CLASS, make_few_shot_split
 
 # Recipes for training the digit net from scratch on k labelled MNIST digits per class
-# (None: all 400), tuned in the feature extraction chapter: small sets use small batches so
+# (None: all 300), tuned in the feature extraction chapter: small sets use small batches so
 # that every run takes enough gradient steps.
 SCRATCH_RECIPES: dict[int | None, dict[str, float]] = {
     1: {"num_epochs": 10, "batch_size": 4, "lr": 3e-3},
