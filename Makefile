@@ -26,13 +26,14 @@ SLOWEST_FIRST := chapters/07_domain_adaptation.md chapters/04_fine_tuning.md cha
 	chapters/01_what_is_transfer_learning.md chapters/02_pretraining.md
 RUN_ORDER := $(filter $(NOTEBOOKS),$(SLOWEST_FIRST)) $(filter-out $(SLOWEST_FIRST),$(NOTEBOOKS))
 
-.PHONY: help setup book test test-portable lint unit notebooks site linkcheck clean
+.PHONY: help setup book test test-portable lint unit notebooks site linkcheck student clean
 
 help:
 	@echo "make book   build the book into _build/html (creates .venv on first use)"
 	@echo "make test   lint, unit tests, every chapter under nbval, the book build, the browser test"
 	@echo "make test-portable   every chapter under nbval with one thread, no oneDNN, an empty data cache"
 	@echo "make linkcheck   check the book's external links (needs internet; not part of make test)"
+	@echo "make student   the student edition (solutions replaced by stubs) into _build/student/_build/html"
 
 # The stamp is rebuilt when the pins change, so `make` re-installs exactly then.
 $(STAMP): pyproject.toml
@@ -122,6 +123,20 @@ test: $(STAMP) $(CHROMIUM)
 	@$(call timed,every chapter under nbval,$(MAKE) --no-print-directory notebooks)
 	@$(call timed,book build from the nbval run,TLCOURSE_REQUIRE_CACHED=1 $(MAKE) --no-print-directory book)
 	@$(call timed,browser test,$(MAKE) --no-print-directory site)
+
+# The student edition, generated from the chapters (never a second copy): every solution
+# becomes a stub cell that raises NotImplementedError (tlcourse_book.student). Its notebooks
+# run under nbval like the book's (the stubs are the only cells allowed to raise), the
+# site is built from that run, and no page may still show a solution.
+STUDENT := _build/student
+student: $(STAMP)
+	PYTHONPATH=_ext $(BIN)/python -m tlcourse_book.student $(STUDENT)
+	$(KERNEL_THREADS) $(BIN)/python -c 'import tlcourse.torch as tt; tt.get_source_model()'
+	cd $(STUDENT) && PYTHONPATH=$(CURDIR)/_ext $(CURDIR)/$(BIN)/pytest -p tlcourse_book.nbval_cache \
+		--nbval-lax --nbval-current-env --nbval-kernel-startup-timeout 300 -p no:cacheprovider -q \
+		-n $(NOTEBOOK_WORKERS) --dist loadfile --no-loadscope-reorder --book-root . $(RUN_ORDER)
+	cd $(STUDENT) && TLCOURSE_REQUIRE_CACHED=1 $(CURDIR)/$(BIN)/jupyter-book build . --builder html -W -n --keep-going
+	PYTHONPATH=_ext $(BIN)/python -m tlcourse_book.student --check $(STUDENT)/_build/html
 
 # $(call timed,what,command): run the command, then print how long it took.
 timed = start=$$(date +%s); $(2); echo "make test: $(1) took $$(( $$(date +%s) - start )) s"
