@@ -44,6 +44,10 @@ $(STAMP): pyproject.toml
 	@start=$$(date +%s); \
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[$(EXTRAS)]"; \
 	echo "installed the pinned dependencies in $$(( $$(date +%s) - start )) s"
+	@if [ "$${TLCOURSE_NEWEST:-0}" = 1 ]; then \
+		echo "TLCOURSE_NEWEST=1: the pinned packages upgraded to their newest releases"; \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade \
+			$$($(BIN)/python .ci/pinned_names.py); fi
 	@$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (tlcourse)" >/dev/null
 	@touch $(STAMP)
 
@@ -57,8 +61,9 @@ book: $(STAMP)
 	echo "book built in $$(( $$(date +%s) - start )) s: _build/html/index.html"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests _ext
-	$(BIN)/ruff format --check src tests _ext
+	$(BIN)/ruff check src tests _ext .ci
+	$(BIN)/ruff format --check src tests _ext .ci
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 unit: $(STAMP)
 	$(BIN)/pytest tests -q -p no:cacheprovider --ignore=tests/site -n auto

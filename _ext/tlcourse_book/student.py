@@ -36,7 +36,7 @@ _MARKER = re.compile(r"\{solution-(?:start|end)\}")
 _EXERCISE = re.compile(r"^```\{exercise\}", re.MULTILINE)
 
 #: What is copied into the student tree besides the chapters (everything the book reads).
-_SKIP = {".git", ".venv", "_build", "tests", ".ci", ".pytest_cache", ".ruff_cache"}
+_SKIP = {".git", ".github", ".venv", "_build", "tests", ".ci", ".pytest_cache", ".ruff_cache"}
 
 
 def stub_cell(label: str) -> str:
