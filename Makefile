@@ -134,7 +134,7 @@ test: $(STAMP) $(CHROMIUM)
 # run under nbval like the book's (the stubs are the only cells allowed to raise), the
 # site is built from that run, and no page may still show a solution.
 STUDENT := _build/student
-student: $(STAMP)
+student: $(STAMP) $(CHROMIUM)
 	PYTHONPATH=_ext $(BIN)/python -m tlcourse_book.student $(STUDENT)
 	$(KERNEL_THREADS) $(BIN)/python -c 'import tlcourse.torch as tt; tt.get_source_model()'
 	cd $(STUDENT) && PYTHONPATH=$(CURDIR)/_ext $(CURDIR)/$(BIN)/pytest -p tlcourse_book.nbval_cache \
@@ -142,6 +142,7 @@ student: $(STAMP)
 		-n $(NOTEBOOK_WORKERS) --dist loadfile --no-loadscope-reorder --book-root . $(RUN_ORDER)
 	cd $(STUDENT) && TLCOURSE_REQUIRE_CACHED=1 $(CURDIR)/$(BIN)/jupyter-book build . --builder html -W -n --keep-going
 	PYTHONPATH=_ext $(BIN)/python -m tlcourse_book.student --check $(STUDENT)/_build/html
+	TLCOURSE_SITE_HTML=$(STUDENT)/_build/html $(BIN)/pytest tests/site -q -p no:cacheprovider -n 2
 
 # $(call timed,what,command): run the command, then print how long it took.
 timed = start=$$(date +%s); $(2); echo "make test: $(1) took $$(( $$(date +%s) - start )) s"

@@ -2,13 +2,16 @@
 
 Playwright drives Debian's Chromium over the book in `_build/html`, served on 127.0.0.1.
 Run it after `make book` (`make test` does); it saves a screenshot of every page under
-`_build/screenshots`.
+`_build/screenshots`. With ``TLCOURSE_SITE_HTML=_build/student/_build/html`` (as
+`make student` sets it) the same tests run over the student edition, where no page may
+show a solution.
 """
 
 from __future__ import annotations
 
 import functools
 import http.server
+import os
 import re
 import shutil
 import threading
@@ -19,8 +22,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-HTML = ROOT / "_build" / "html"
-SHOTS = ROOT / "_build" / "screenshots"
+HTML = Path(os.environ.get("TLCOURSE_SITE_HTML", ROOT / "_build" / "html")).resolve()
+SHOTS = HTML.parent / "screenshots"
+STUDENT_TITLE = "(student edition)"
 
 # The flags that let Chromium run headless as root on a machine without a network.
 CHROMIUM_ARGS = [
@@ -227,6 +231,25 @@ def test_glossary_terms_link_back_from_the_chapters(server, visit):
         "a.reference.internal", "links => links.map(a => a.getAttribute('href'))"
     )
     assert any("glossary.html#term-" in (h or "") for h in links), links
+
+
+@pytest.mark.parametrize("docname", CHAPTERS)
+def test_solutions_show_in_the_teacher_edition_only(server, visit, docname):
+    """Teacher edition: one solution dropdown per exercise. Student edition: none, and one
+    stub cell per exercise, its code shown and its deliberate error not."""
+    page = visit.page
+    page.goto(f"{server}/{docname}.html", wait_until="load")
+    student = STUDENT_TITLE in page.title()
+    exercises = page.locator("div.exercise").count()
+    solutions = page.locator("div.solution").count()
+    stubs = page.locator(".cell.tag_exercise-stub")
+    assert exercises >= 3, (docname, exercises)
+    if student:
+        assert solutions == 0 and stubs.count() == exercises, (docname, solutions)
+        assert "NotImplementedError" in stubs.first.inner_text(), docname
+        assert page.locator(".cell.tag_exercise-stub .cell_output").count() == 0, docname
+    else:
+        assert solutions == exercises and stubs.count() == 0, (docname, solutions)
 
 
 @pytest.mark.parametrize("docname", CHAPTERS)
