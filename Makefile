@@ -58,6 +58,7 @@ setup: $(STAMP)
 book: $(STAMP)
 	@start=$$(date +%s); \
 	$(BIN)/jupyter-book build . --builder html -W -n --keep-going; \
+	PYTHONPATH=_ext $(BIN)/python -m tlcourse_book.notebooks . _build/notebooks; \
 	echo "book built in $$(( $$(date +%s) - start )) s: _build/html/index.html"
 
 lint: $(STAMP)
@@ -142,6 +143,7 @@ student: $(STAMP) $(CHROMIUM)
 		-n $(NOTEBOOK_WORKERS) --dist loadfile --no-loadscope-reorder --book-root . $(RUN_ORDER)
 	cd $(STUDENT) && TLCOURSE_REQUIRE_CACHED=1 $(CURDIR)/$(BIN)/jupyter-book build . --builder html -W -n --keep-going
 	PYTHONPATH=_ext $(BIN)/python -m tlcourse_book.student --check $(STUDENT)/_build/html
+	PYTHONPATH=_ext $(BIN)/python -m tlcourse_book.notebooks $(STUDENT) $(STUDENT)/_build/notebooks
 	TLCOURSE_SITE_HTML=$(STUDENT)/_build/html $(BIN)/pytest tests/site -q -p no:cacheprovider -n 2
 
 # $(call timed,what,command): run the command, then print how long it took.

@@ -201,3 +201,9 @@ def test_a_student_notebook_runs_to_its_end_under_nbval_with_the_stubs(tmp_path)
     untagged = text.replace(", raises-exception", "")
     run = _nbval(_small_book(tmp_path / "untagged", untagged))
     assert run.returncode != 0 and "NotImplementedError" in run.stdout, run.stdout
+
+
+def test_the_student_tree_is_the_student_edition_for_its_launch_buttons(student_tree):
+    dest, _ = student_tree
+    config = (dest / "_config.yml").read_text(encoding="utf8")
+    assert "tlcourse_edition: student" in config and "tlcourse_edition: teacher" not in config

@@ -120,4 +120,10 @@ def setup(app) -> dict:
     app.connect("env-get-outdated", _outdated_by_a_new_run)
     app.connect("env-merge-info", _merge_records)
     fixes.connect(app)
+    # Which edition this build is ("teacher" or "student", set by tlcourse_book.student);
+    # each chapter's Colab and Binder buttons open that edition's notebook.
+    from tlcourse_book import notebooks  # here: `python -m tlcourse_book.notebooks` runs it
+
+    app.add_config_value("tlcourse_edition", "teacher", "html")
+    app.connect("html-page-context", notebooks.point_launch_buttons, priority=600)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -110,9 +110,10 @@ def write_student_tree(root: str | Path, dest: str | Path) -> dict[str, list[str
     title = re.search(r'^title: "(?P<title>[^"]*)"', text, re.MULTILINE)
     if title is None:
         raise ValueError(f"no quoted title in {config}")
-    config.write_text(
-        text[: title.end("title")] + TITLE_SUFFIX + text[title.end("title") :], encoding="utf8"
-    )
+    text = text[: title.end("title")] + TITLE_SUFFIX + text[title.end("title") :]
+    if text.count("tlcourse_edition: teacher") != 1:
+        raise ValueError(f"{config} does not set tlcourse_edition: teacher once")
+    config.write_text(text.replace("tlcourse_edition: teacher", "tlcourse_edition: student"))
     return stubs
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import re
 import shutil
@@ -258,8 +259,16 @@ def test_chapter_offers_downloads_and_launch_buttons(server, visit, docname):
     page = visit.page
     page.goto(f"{server}/{docname}.html", wait_until="load")
     hrefs = page.eval_on_selector_all("a", "links => links.map(a => a.href)")
-    for host in ("mybinder.org", "colab.research.google.com"):
-        assert any(urlsplit(h).netloc == host for h in hrefs), (docname, host)
+    # Colab and Binder open this edition's notebook on the notebooks branch, a notebook the
+    # build wrote (with the cell that installs the package at the built commit first).
+    edition = "student" if STUDENT_TITLE in page.title() else "teacher"
+    path = f"{edition}/{docname}.ipynb"
+    for host, where in (("colab.research.google.com", f"/blob/notebooks/{path}"),
+                        ("mybinder.org", f"/notebooks?urlpath=tree/{path}")):  # fmt: skip
+        links = [h for h in hrefs if urlsplit(h).netloc == host]
+        assert links and all(h.endswith(where) for h in links), (docname, host, links)
+    notebook = json.loads((HTML.parent / "notebooks" / path).read_text(encoding="utf8"))
+    assert notebook["cells"][0]["metadata"]["tags"] == ["hosted-install"], path
     for suffix in (".md", ".ipynb"):
         source = next(h for h in hrefs if h.endswith(f"_sources/{docname}{suffix}"))
         response = page.request.get(source)
